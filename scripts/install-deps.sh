@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages berth needs to build and to run its whole test suite.
+# Idempotent: packages already present are skipped, and apt is only touched when something
+# is missing. Used by `.ci/run` (through `scripts/test.sh`) and by developers on a fresh machine.
+set -euo pipefail
+
+# Usage: install-deps.sh [build|all]   (default: all)
+#   build: what compiling berth needs; all: also every tool the test suite and benchmarks drive.
+MODE="${1:-all}"
+BUILD_PKGS=(protobuf-compiler libseccomp-dev pkg-config gcc)
+TEST_PKGS=(
+  busybox-static runc crun skopeo umoci docker-registry etcd-server etcd-client
+  nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl
+)
+
+missing=()
+wanted=("${BUILD_PKGS[@]}")
+[ "$MODE" = build ] || wanted+=("${TEST_PKGS[@]}")
+for p in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}) and not root; install them or run as root" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts some daemons on install; berth's tests run their own instances on loopback.
+for svc in docker-registry etcd; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+  pkill -x "$svc" >/dev/null 2>&1 || true
+done
