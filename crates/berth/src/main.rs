@@ -1,11 +1,23 @@
 //! The `berth` binary: clap dispatch to the subcommands. This is the only crate that chooses
 //! implementations (store backend, runtime, blob driver) and wires components together.
 
+mod datadir;
+mod datastore;
+mod runtime_cli;
+mod runtime_tty;
+mod server;
+mod signals;
+
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A container platform in one binary")]
 struct Cli {
+    /// Log filter (e.g. `info`, `berth_apiserver=debug`); also RUST_LOG.
+    #[arg(long, global = true, env = "BERTH_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -13,13 +25,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a cluster node: API server, store, controllers, registry and agent.
-    Server,
+    Server(server::ServerArgs),
+    /// OCI runtime with runc's verbs: create, start, run, state, kill, delete, exec, ...
+    Runtime(runtime_cli::RuntimeArgs),
+    /// Print the admin kubeconfig of a server's data dir.
+    Kubeconfig {
+        #[arg(long, short = 'd', env = "BERTH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
     match cli.command {
-        Command::Server => Ok(()),
+        Command::Server(args) => server::run(args),
+        Command::Runtime(args) => std::process::exit(runtime_cli::run(args)),
+        Command::Kubeconfig { data_dir } => server::print_kubeconfig(data_dir),
     }
 }

@@ -1,0 +1,418 @@
+//! Admission: checks and mutations that need more than the object itself — the namespace
+//! must exist and not be terminating; Services get ClusterIPs and NodePorts from their ranges
+//! without duplicates. Allocations are claimed as keys in the store (`/registry/ranges/...`),
+//! so they are exclusive across API servers sharing a store and survive restarts.
+
+use std::net::Ipv4Addr;
+
+use berth_api::{FieldError, FieldErrors, meta};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Result};
+use crate::handler::Ctx;
+use crate::state::ApiState;
+
+const IP_PREFIX: &str = "/ranges/serviceips/";
+const PORT_PREFIX: &str = "/ranges/servicenodeports/";
+
+/// Allocations made for an object that must be released if it is not stored.
+#[derive(Default, Debug)]
+pub struct Allocations {
+    keys: Vec<String>,
+}
+
+impl Allocations {
+    pub async fn release(self, st: &ApiState) {
+        for k in self.keys {
+            let _ = st.store.delete(&k, None).await;
+        }
+    }
+}
+
+/// Namespaced objects may only be created in an existing namespace that is not being
+/// deleted.
+pub async fn check_namespace(ctx: &Ctx, obj: &Value) -> Result<()> {
+    let Some(ns) = ctx.namespace() else {
+        return Ok(());
+    };
+    let _ = obj;
+    let key = format!("/registry/core/namespaces/{ns}");
+    let rc = ctx.state.cache.resource("/registry/core/namespaces/");
+    let nsobj = match rc.get(&key) {
+        Some(o) => Some(o.value()),
+        None => match ctx.state.store.get(&key).await? {
+            Some(kv) => Some(crate::codec::decode_stored(&kv.value, kv.mod_revision)?),
+            None => None,
+        },
+    };
+    match nsobj {
+        None => Err(ApiError::NotFound {
+            qualified_resource: "namespaces".into(),
+            group: String::new(),
+            kind_plural: "namespaces".into(),
+            name: ns.to_string(),
+        }),
+        Some(n) if meta::is_deleting(&n) => Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.res.qualified_plural(),
+            meta::name(obj).unwrap_or_default()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn is_service(ctx: &Ctx) -> bool {
+    ctx.res.group.is_empty() && ctx.res.kind == "Service"
+}
+
+fn service_type(obj: &Value) -> &str {
+    obj.pointer("/spec/type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("ClusterIP")
+}
+
+fn owner_of(obj: &Value) -> Bytes {
+    Bytes::from(format!(
+        "{}/{}",
+        meta::namespace(obj).unwrap_or_default(),
+        meta::name(obj).unwrap_or_default()
+    ))
+}
+
+/// Mutations of a new object that allocate shared resources.
+pub async fn on_create(ctx: &Ctx, obj: &mut Value) -> Result<Allocations> {
+    let mut alloc = Allocations::default();
+    if is_service(ctx) {
+        if let Err(e) = allocate_service(ctx, obj, None, &mut alloc).await {
+            alloc.release(&ctx.state).await;
+            return Err(e);
+        }
+    }
+    Ok(alloc)
+}
+
+pub async fn on_update(ctx: &Ctx, new: &mut Value, old: &Value) -> Result<()> {
+    if is_service(ctx) {
+        let mut alloc = Allocations::default();
+        if let Err(e) = allocate_service(ctx, new, Some(old), &mut alloc).await {
+            alloc.release(&ctx.state).await;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+pub async fn after_create(_ctx: &Ctx, _obj: &Value) {}
+
+pub async fn after_update(ctx: &Ctx, new: &Value, old: &Value) {
+    if is_service(ctx) {
+        release_unused(ctx, Some(new), old).await;
+    }
+}
+
+pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    if is_service(ctx) {
+        release_unused(ctx, None, obj).await;
+    }
+}
+
+async fn release_unused(ctx: &Ctx, new: Option<&Value>, old: &Value) {
+    let keep_ips: Vec<String> = new.map(cluster_ips).unwrap_or_default();
+    let keep_ports: Vec<i64> = new.map(node_ports).unwrap_or_default();
+    for ip in cluster_ips(old) {
+        if !keep_ips.contains(&ip) {
+            let _ = ctx
+                .state
+                .store
+                .delete(&format!("{IP_PREFIX}{ip}"), None)
+                .await;
+        }
+    }
+    for p in node_ports(old) {
+        if !keep_ports.contains(&p) {
+            let _ = ctx
+                .state
+                .store
+                .delete(&format!("{PORT_PREFIX}{p}"), None)
+                .await;
+        }
+    }
+}
+
+fn cluster_ips(obj: &Value) -> Vec<String> {
+    let mut out: Vec<String> = obj
+        .pointer("/spec/clusterIPs")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(|v| v.as_str()) {
+        if !out.iter().any(|x| x == ip) {
+            out.push(ip.to_string());
+        }
+    }
+    out.retain(|s| s != "None" && !s.is_empty());
+    out
+}
+
+fn node_ports(obj: &Value) -> Vec<i64> {
+    obj.pointer("/spec/ports")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("nodePort").and_then(|n| n.as_i64()))
+                .filter(|n| *n != 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn invalid_service(obj: &Value, errs: Vec<FieldError>) -> ApiError {
+    ApiError::Invalid {
+        qualified_kind: "Service".into(),
+        group: String::new(),
+        kind: "Service".into(),
+        name: meta::name(obj).unwrap_or_default().to_string(),
+        errors: FieldErrors(errs),
+    }
+}
+
+async fn claim(
+    st: &ApiState,
+    key: String,
+    owner: Bytes,
+    alloc: &mut Allocations,
+    dry_run: bool,
+) -> Result<bool> {
+    if dry_run {
+        return Ok(st.store.get(&key).await?.is_none());
+    }
+    match st.store.create(&key, owner).await {
+        Ok(_) => {
+            alloc.keys.push(key);
+            Ok(true)
+        }
+        Err(e) if e.is_already_exists() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn allocate_service(
+    ctx: &Ctx,
+    obj: &mut Value,
+    old: Option<&Value>,
+    alloc: &mut Allocations,
+) -> Result<()> {
+    let st = &ctx.state;
+    let dry = ctx.query.dry_run;
+    let owner = owner_of(obj);
+    let ty = service_type(obj).to_string();
+    if ty == "ExternalName" {
+        if let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        return Ok(());
+    }
+    // ClusterIP: immutable once set; allocated when empty; "None" means headless.
+    let old_ip = old
+        .and_then(|o| o.pointer("/spec/clusterIP"))
+        .and_then(|v| v.as_str())
+        .map(String::from);
+    let requested = obj
+        .pointer("/spec/clusterIP")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let ip = match (&old_ip, requested.as_str()) {
+        (Some(o), "") => o.clone(),
+        (Some(o), r) if o == r => o.clone(),
+        (Some(o), r) => {
+            return Err(invalid_service(
+                obj,
+                vec![FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    format!("[]string{{\"{r}\"}}"),
+                    format!("may not change once set (was {o})"),
+                )],
+            ));
+        }
+        (None, "None") => "None".to_string(),
+        (None, "") => {
+            let net = st.config.service_cidr;
+            let size = 1u32 << (32 - net.prefix_len());
+            let base = u32::from(net.network());
+            let start = rand::random_range(2..size.saturating_sub(1).max(3));
+            let mut found = None;
+            for i in 0..size {
+                let off = (start + i) % size;
+                if off < 2 || off == size - 1 {
+                    continue;
+                }
+                let cand = Ipv4Addr::from(base + off).to_string();
+                if claim(st, format!("{IP_PREFIX}{cand}"), owner.clone(), alloc, dry).await? {
+                    found = Some(cand);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                invalid_service(
+                    obj,
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        "",
+                        "failed to allocate IP: range is full",
+                    )],
+                )
+            })?
+        }
+        (None, r) => {
+            let parsed: Ipv4Addr = r.parse().map_err(|_| {
+                invalid_service(
+                    obj,
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs[0]",
+                        r,
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    )],
+                )
+            })?;
+            if !st.config.service_cidr.contains(&parsed) {
+                return Err(invalid_service(
+                    obj,
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        format!("[]string{{\"{r}\"}}"),
+                        format!(
+                            "failed to allocate IP {r}: the provided IP ({r}) is not in the valid range. The range of valid IPs is {}",
+                            st.config.service_cidr
+                        ),
+                    )],
+                ));
+            }
+            if !claim(st, format!("{IP_PREFIX}{r}"), owner.clone(), alloc, dry).await? {
+                return Err(invalid_service(
+                    obj,
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        format!("[]string{{\"{r}\"}}"),
+                        format!("failed to allocate IP {r}: provided IP is already allocated"),
+                    )],
+                ));
+            }
+            r.to_string()
+        }
+    };
+    if let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.insert("clusterIPs".into(), json!([ip]));
+    }
+
+    // NodePorts for NodePort and LoadBalancer services.
+    let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
+    let old_ports = old.map(node_ports).unwrap_or_default();
+    let (lo, hi) = st.config.node_port_range;
+    let n_ports = obj
+        .pointer("/spec/ports")
+        .and_then(|p| p.as_array())
+        .map(|a| a.len())
+        .unwrap_or(0);
+    for i in 0..n_ports {
+        let current = obj
+            .pointer(&format!("/spec/ports/{i}/nodePort"))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        if !wants_node_ports {
+            if current != 0 && ty == "ClusterIP" {
+                return Err(invalid_service(
+                    obj,
+                    vec![FieldError::forbidden(
+                        format!("spec.ports[{i}].nodePort"),
+                        "may not be used when `type` is 'ClusterIP'",
+                    )],
+                ));
+            }
+            continue;
+        }
+        let port = if current != 0 {
+            if old_ports.contains(&current) {
+                current
+            } else {
+                if current < lo as i64 || current > hi as i64 {
+                    return Err(invalid_service(
+                        obj,
+                        vec![FieldError::invalid(
+                            format!("spec.ports[{i}].nodePort"),
+                            current,
+                            format!(
+                                "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                            ),
+                        )],
+                    ));
+                }
+                if !claim(
+                    st,
+                    format!("{PORT_PREFIX}{current}"),
+                    owner.clone(),
+                    alloc,
+                    dry,
+                )
+                .await?
+                {
+                    return Err(invalid_service(
+                        obj,
+                        vec![FieldError::invalid(
+                            format!("spec.ports[{i}].nodePort"),
+                            current,
+                            "provided port is already allocated",
+                        )],
+                    ));
+                }
+                current
+            }
+        } else {
+            let span = (hi - lo + 1) as i64;
+            let start = rand::random_range(0..span);
+            let mut found = None;
+            for k in 0..span {
+                let cand = lo as i64 + (start + k) % span;
+                if old_ports.contains(&cand) {
+                    continue;
+                }
+                if claim(
+                    st,
+                    format!("{PORT_PREFIX}{cand}"),
+                    owner.clone(),
+                    alloc,
+                    dry,
+                )
+                .await?
+                {
+                    found = Some(cand);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                invalid_service(
+                    obj,
+                    vec![FieldError::invalid(
+                        format!("spec.ports[{i}].nodePort"),
+                        0,
+                        "failed to allocate a nodePort: range is full",
+                    )],
+                )
+            })?
+        };
+        if let Some(p) = obj
+            .pointer_mut(&format!("/spec/ports/{i}"))
+            .and_then(|p| p.as_object_mut())
+        {
+            p.insert("nodePort".into(), json!(port));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `berth server`: one cluster node — the embedded store, the API server, the control-plane
+//! controllers and (in later steps) the registry and the in-process agent — supervised
+//! together: started in order, all stopped on the first failure or on SIGTERM/SIGINT, in
+//! reverse order.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_apiserver::{ApiConfig, ApiServer, Authenticator, Identity, pki};
+use berth_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::DataDir;
+
+/// Flags follow k3s's names where k3s has one.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Directory holding the cluster's state, certificates and kubeconfig.
+    #[arg(long, short = 'd', env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Do not run the node agent on this machine (control plane only).
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address advertised to clients (kubeconfig, discovery); default: loopback when bound to
+    /// all interfaces.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Extra names and IPs for the serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// Pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Service ClusterIP range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: ipnet::Ipv4Net,
+    /// Cluster DNS service IP.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+    /// NodePort range.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// Components not to run (e.g. `--disable registry`).
+    #[arg(long)]
+    pub disable: Vec<String>,
+    /// Name of this node.
+    #[arg(long)]
+    pub node_name: Option<String>,
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?}: expected FROM-TO"))?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    anyhow::ensure!(
+        a <= b,
+        "--service-node-port-range {s:?}: FROM must not exceed TO"
+    );
+    Ok((a, b))
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let data = DataDir::resolve(args.data_dir.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berth-server")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, data))
+}
+
+async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
+    let _lock = data.lock_server()?;
+    let node_port_range = parse_port_range(&args.service_node_port_range)?;
+    let advertise_ip = args
+        .advertise_address
+        .unwrap_or(if args.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        });
+    let bind = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
+        format!("cannot listen on {bind} (is another server running? use --https-listen-port)")
+    })?;
+    let bound = listener.local_addr()?;
+    let advertise = SocketAddr::new(advertise_ip, bound.port());
+
+    // PKI and credentials.
+    let pki = pki::ClusterPki::load_or_create(&data.tls_dir())?;
+    let config = ApiConfig {
+        bind,
+        advertise,
+        service_cidr: args.service_cidr,
+        node_port_range,
+        cluster_dns: args.cluster_dns,
+    };
+    let mut dns: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        config.kubernetes_service_ip(),
+        advertise_ip,
+    ];
+    if !args.bind_address.is_unspecified() {
+        ips.push(args.bind_address);
+    }
+    if let Ok(h) = nix::unistd::gethostname() {
+        dns.push(h.to_string_lossy().into_owned());
+    }
+    for san in &args.tls_san {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.clone()),
+        }
+    }
+    let serving = pki.serving_cert("apiserver", &dns, &ips)?;
+    let admin = pki.client_cert("admin", "system:admin", &["system:masters"])?;
+    let server_url = format!("https://{advertise}");
+    let kubeconfig = pki::kubeconfig(&server_url, &pki.ca.cert_pem, &admin, "default", "default");
+    pki::write_file(&data.kubeconfig_path(), kubeconfig.as_bytes(), 0o600)?;
+    let token = data.node_token()?;
+
+    let auth = Authenticator::new();
+    auth.add_token(
+        token.clone(),
+        Identity::new(
+            "system:node-bootstrap",
+            &["system:bootstrappers", "system:authenticated"],
+        ),
+    );
+
+    // Store.
+    let store: Arc<dyn Store> = crate::datastore::open(&data).await?;
+
+    // API server.
+    let api = ApiServer::new(config, store.clone(), auth).await?;
+    let tls = berth_apiserver::tls_config(&serving, &pki.ca.cert_pem)?;
+
+    let shutdown = CancellationToken::new();
+    let serving_task =
+        tokio::spawn(
+            api.clone()
+                .serve(listener, tls, shutdown.clone(), Duration::from_secs(5)),
+        );
+
+    berth_apiserver::bootstrap(&api)
+        .await
+        .context("bootstrapping the cluster's built-in objects")?;
+    tracing::info!(address = %bound, kubeconfig = %data.kubeconfig_path().display(), "berth server is ready");
+    data.write_ready(bound)?;
+
+    crate::signals::terminated().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints the admin kubeconfig of a data dir (`berth kubeconfig`).
+pub fn print_kubeconfig(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let data = DataDir::resolve(data_dir)?;
+    let path = data.kubeconfig_path();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (has `berth server` run with this --data-dir?)",
+            path.display()
+        )
+    })?;
+    print!("{text}");
+    Ok(())
+}
