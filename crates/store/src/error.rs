@@ -30,7 +30,10 @@ pub enum Error {
     #[error("the store is closed")]
     Closed,
     #[error("storage backend failed during {operation}: {message}")]
-    Backend { operation: &'static str, message: String },
+    Backend {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Error {

@@ -34,8 +34,10 @@ impl State {
             .entry(key.to_string())
             .or_default()
             .push((self.revision, version));
+        // Watchers whose stream was dropped are forgotten here, whatever their prefix.
         self.watchers.retain(|(prefix, tx)| {
-            !key.starts_with(prefix.as_str()) || tx.send(Ok(event.clone())).is_ok()
+            !tx.is_closed()
+                && (!key.starts_with(prefix.as_str()) || tx.send(Ok(event.clone())).is_ok())
         });
         self.log.push(event);
     }
@@ -162,14 +164,14 @@ impl Store for MemoryStore {
             .current(key)
             .cloned()
             .ok_or_else(|| Error::NotFound { key: key.into() })?;
-        if let Some(expected) = expected {
-            if current.mod_revision != expected {
-                return Err(Error::Conflict {
-                    key: key.into(),
-                    expected,
-                    current: Some(Box::new(current)),
-                });
-            }
+        if let Some(expected) = expected
+            && current.mod_revision != expected
+        {
+            return Err(Error::Conflict {
+                key: key.into(),
+                expected,
+                current: Some(Box::new(current)),
+            });
         }
         st.revision += 1;
         let tomb = KeyValue {
@@ -190,18 +192,15 @@ impl Store for MemoryStore {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         for ev in st.log.iter() {
-            if ev.revision() > after {
-                if let WatchEvent::Put(kv) | WatchEvent::Delete(kv) = ev {
-                    if kv.key.starts_with(prefix) {
-                        let _ = tx.send(Ok(ev.clone()));
-                    }
-                }
+            if ev.revision() > after
+                && let WatchEvent::Put(kv) | WatchEvent::Delete(kv) = ev
+                && kv.key.starts_with(prefix)
+            {
+                let _ = tx.send(Ok(ev.clone()));
             }
         }
         st.watchers.push((prefix.to_string(), tx));
-        Ok(Box::pin(
-            tokio_stream_from_receiver(rx),
-        ))
+        Ok(Box::pin(tokio_stream_from_receiver(rx)))
     }
 
     async fn current_revision(&self) -> Result<Revision> {

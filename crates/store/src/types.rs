@@ -5,7 +5,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 
-/// A store-wide revision. 0 means "none yet"; the first write gets revision 1.
+/// A store-wide revision. 0 means "none yet"; every write gets a revision greater than 0 (the
+/// embedded backends give the first write revision 1; a fresh etcd starts at 1, so its first
+/// write gets 2).
 pub type Revision = i64;
 
 /// A key with its value and revisions.
