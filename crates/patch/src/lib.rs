@@ -32,6 +32,8 @@ mod generate;
 mod overlay;
 mod overlay_table;
 mod schema;
+mod smp;
 
 pub use error::{Error, FieldConflict, Result};
 pub use schema::{SchemaRef, builtin, component_schemas, from_crd_openapi};
+pub use smp::{strategic_merge, strategic_merge_owned};
