@@ -5,9 +5,8 @@ use serde_json::{Map, Value, json};
 
 /// Fills defaults into `obj` (a kind of `group` in its storage version).
 pub fn apply(group: &str, kind: &str, obj: &mut Value) {
-    match (group, kind) {
-        ("", "Namespace") => namespace(obj),
-        _ => {}
+    if let ("", "Namespace") = (group, kind) {
+        namespace(obj)
     }
 }
 

@@ -24,6 +24,9 @@ mod storage;
 pub use age::human_duration;
 pub use cells::{format_label_selector, format_labels, label_selector_string};
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 use serde_json::Value;
 
 /// One column of a Table.
@@ -67,12 +70,20 @@ pub const AGE: Column = Column::new("Age", "string", docs::META_CREATION);
 pub const CREATED_AT: Column = Column::new("Created At", "date", docs::META_CREATION);
 
 /// The `Containers` column of workloads (wide).
-pub const CONTAINERS: Column =
-    Column::new("Containers", "string", "Names of each container in the template.").wide();
+pub const CONTAINERS: Column = Column::new(
+    "Containers",
+    "string",
+    "Names of each container in the template.",
+)
+.wide();
 
 /// The `Images` column of workloads (wide).
-pub const IMAGES: Column =
-    Column::new("Images", "string", "Images referenced by each container in the template.").wide();
+pub const IMAGES: Column = Column::new(
+    "Images",
+    "string",
+    "Images referenced by each container in the template.",
+)
+.wide();
 
 /// How one kind prints.
 pub trait Printer: Sync {
@@ -96,16 +107,22 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Printer {
     {
         return p;
     }
-    if is_builtin_group(group) {
+    if is_builtin(group, kind) {
         &CREATED
     } else {
         &DEFAULT
     }
 }
 
-/// Groups of Kubernetes' own kinds (a custom resource cannot live in them).
-fn is_builtin_group(group: &str) -> bool {
-    group.is_empty() || group.ends_with(".k8s.io") || !group.contains('.')
+/// Whether a kind is one of the built-in ones (custom resources print differently).
+fn is_builtin(group: &str, kind: &str) -> bool {
+    static BUILTIN: LazyLock<HashSet<(String, String)>> = LazyLock::new(|| {
+        crate::builtin_resources()
+            .iter()
+            .map(|r| (r.group.clone(), r.kind.clone()))
+            .collect()
+    });
+    BUILTIN.contains(&(group.to_string(), kind.to_string()))
 }
 
 /// The printer of custom resources without printer columns: Name and Age.
@@ -187,7 +204,10 @@ mod tests {
         let p = for_kind("rbac.authorization.k8s.io", "Role");
         assert_eq!(p.columns()[1].name, "Created At");
         assert_eq!(p.columns()[1].kind, "date");
-        assert_eq!(p.cells(&role, now), vec![json!("r"), json!("2025-01-01T00:00:00Z")]);
+        assert_eq!(
+            p.cells(&role, now),
+            vec![json!("r"), json!("2025-01-01T00:00:00Z")]
+        );
         let crd = for_kind("apiextensions.k8s.io", "CustomResourceDefinition");
         assert_eq!(crd.columns().len(), 2);
         assert_eq!(crd.columns()[1].name, "Created At");
@@ -202,8 +222,18 @@ mod tests {
         for r in crate::builtin_resources() {
             let p = for_kind(&r.group, &r.kind);
             // An empty object must not panic and must fill every column.
-            assert_eq!(p.cells(&json!({}), now).len(), p.columns().len(), "{}", r.kind);
-            assert_eq!(p.columns().iter().filter(|c| c.format == "name").count(), 1, "{}", r.kind);
+            assert_eq!(
+                p.cells(&json!({}), now).len(),
+                p.columns().len(),
+                "{}",
+                r.kind
+            );
+            assert_eq!(
+                p.columns().iter().filter(|c| c.format == "name").count(),
+                1,
+                "{}",
+                r.kind
+            );
         }
     }
 }

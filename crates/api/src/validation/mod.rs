@@ -3,7 +3,9 @@
 
 mod quantity;
 
-pub use quantity::{FORMAT_WRONG as QUANTITY_FORMAT_WRONG, Quantity, QuantityError, QuantityFormat};
+pub use quantity::{
+    FORMAT_WRONG as QUANTITY_FORMAT_WRONG, Quantity, QuantityError, QuantityFormat,
+};
 
 use serde_json::Value;
 

@@ -231,7 +231,11 @@ impl Quantity {
             _ => {}
         }
         // Same sign, both non-zero: align to the smaller scale.
-        let (hi, lo, swapped) = if a.scale >= b.scale { (a, b, false) } else { (b, a, true) };
+        let (hi, lo, swapped) = if a.scale >= b.scale {
+            (a, b, false)
+        } else {
+            (b, a, true)
+        };
         let shift = (hi.scale - lo.scale) as u32;
         let ord = match pow10(shift).and_then(|p| hi.value.checked_mul(p)) {
             Some(scaled) => scaled.cmp(&lo.value),
@@ -263,7 +267,8 @@ impl Quantity {
         match format {
             QuantityFormat::BinarySI => {
                 // An integer: value × 10^scale, scale ≥ 0.
-                let Some(mut v) = pow10(self.scale as u32).and_then(|p| self.value.checked_mul(p)) else {
+                let Some(mut v) = pow10(self.scale as u32).and_then(|p| self.value.checked_mul(p))
+                else {
                     return self.decimal(QuantityFormat::DecimalExponent);
                 };
                 let mut exp = 0;
@@ -350,7 +355,11 @@ fn parse_suffix(suffix: &str) -> Result<(bool, i32, QuantityFormat), QuantityErr
             let rest = &s[1..];
             let digits = rest.strip_prefix(['+', '-']).unwrap_or(rest);
             if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(QuantityError(if valid_charset(s) { BAD_SUFFIX } else { FORMAT_WRONG }));
+                return Err(QuantityError(if valid_charset(s) {
+                    BAD_SUFFIX
+                } else {
+                    FORMAT_WRONG
+                }));
             }
             let e: i32 = rest.parse().map_err(|_| QuantityError(BAD_SUFFIX))?;
             if !(-1000..=1000).contains(&e) {
@@ -359,7 +368,11 @@ fn parse_suffix(suffix: &str) -> Result<(bool, i32, QuantityFormat), QuantityErr
             (false, e, DecimalExponent)
         }
         s => {
-            return Err(QuantityError(if valid_charset(s) { BAD_SUFFIX } else { FORMAT_WRONG }));
+            return Err(QuantityError(if valid_charset(s) {
+                BAD_SUFFIX
+            } else {
+                FORMAT_WRONG
+            }));
         }
     })
 }
