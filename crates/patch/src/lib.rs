@@ -29,11 +29,15 @@
 mod compile;
 mod error;
 mod generate;
+mod jsonpatch;
+mod mergepatch;
 mod overlay;
 mod overlay_table;
 mod schema;
 mod smp;
 
 pub use error::{Error, FieldConflict, Result};
+pub use jsonpatch::{MAX_JSON_PATCH_OPERATIONS, json_patch, json_patch_owned};
+pub use mergepatch::{merge_patch, merge_patch_owned};
 pub use schema::{SchemaRef, builtin, component_schemas, from_crd_openapi};
 pub use smp::{strategic_merge, strategic_merge_owned};

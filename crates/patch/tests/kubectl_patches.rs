@@ -1,7 +1,7 @@
-//! Golden tests: the strategic merge patches kubectl 1.32 sends (captured request bodies in
+//! Golden tests: the patches kubectl 1.32 sends (captured request bodies in
 //! `fixtures/kubectl`), applied to the Deployment its `apply` created.
 
-use berth_patch::{builtin, strategic_merge};
+use berth_patch::{builtin, json_patch, merge_patch, strategic_merge};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
@@ -111,4 +111,31 @@ fn label_and_annotate_patches_are_also_valid_strategic_patches() {
     );
     let out = apply("unlabel.merge.json");
     assert_eq!(out["metadata"]["labels"], json!({}));
+}
+
+#[test]
+fn label_annotate_and_scale_merge_patches() {
+    let out = merge_patch(&live(), &fixture("label.merge.json")).unwrap();
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"app": "web", "tier": "frontend"})
+    );
+    let out = merge_patch(&out, &fixture("annotate.merge.json")).unwrap();
+    assert_eq!(out["metadata"]["annotations"]["note"], "hello");
+    assert!(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    let out = merge_patch(&out, &fixture("unlabel.merge.json")).unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"tier": "frontend"}));
+    let out = merge_patch(&out, &fixture("patch-replicas.merge.json")).unwrap();
+    assert_eq!(out["spec"]["replicas"], 4);
+}
+
+#[test]
+fn json_patch_replaces_replicas() {
+    let out = json_patch(&live(), &fixture("patch-replicas.jsonpatch.json")).unwrap();
+    let mut expected = live();
+    expected["spec"]["replicas"] = json!(5);
+    assert_eq!(out, expected);
 }
