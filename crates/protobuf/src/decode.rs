@@ -406,3 +406,103 @@ fn write(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_as;
+    use serde_json::json;
+
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 128 && field < 16);
+        [&[field << 3 | 2, payload.len() as u8][..], payload].concat()
+    }
+
+    fn varint_field(field: u8, v: u8) -> Vec<u8> {
+        vec![field << 3, v]
+    }
+
+    #[test]
+    fn pointers_keep_zero_and_omitempty_scalars_drop_it() {
+        // DeploymentSpec.replicas (*int32) = 0, .minReadySeconds (int32, omitempty) = 0.
+        let spec = [varint_field(1, 0), varint_field(5, 0)].concat();
+        let v = decode_as(&ld(2, &spec), "apps/v1", "Deployment").unwrap();
+        // selector is a pointer without omitempty (null), template a required struct ({}).
+        assert_eq!(
+            v["spec"],
+            json!({"replicas": 0, "selector": null, "template": {}})
+        );
+    }
+
+    #[test]
+    fn repeated_occurrences_of_a_message_merge() {
+        let first = ld(2, &varint_field(1, 2));
+        let second = ld(2, &varint_field(5, 7));
+        let v = decode_as(&[first, second].concat(), "apps/v1", "Deployment").unwrap();
+        assert_eq!(v["spec"]["replicas"], json!(2));
+        assert_eq!(v["spec"]["minReadySeconds"], json!(7));
+    }
+
+    #[test]
+    fn packed_and_unpacked_repeated_scalars() {
+        // Pod.spec.securityContext.supplementalGroups (repeated int64, field 4).
+        let unpacked = [varint_field(4, 1), varint_field(4, 2), varint_field(4, 3)].concat();
+        let packed = ld(4, &[1, 2, 3]);
+        for groups in [unpacked, packed] {
+            let pod = ld(2, &ld(14, &groups));
+            let v = decode_as(&pod, "v1", "Pod").unwrap();
+            assert_eq!(
+                v["spec"]["securityContext"]["supplementalGroups"],
+                json!([1, 2, 3])
+            );
+        }
+    }
+
+    #[test]
+    fn map_keys_sort_and_missing_values_are_zero() {
+        // ConfigMap.data entries out of order, one without a value.
+        let data = [
+            ld(2, &[ld(1, b"z"), ld(2, b"1")].concat()),
+            ld(2, &ld(1, b"a")),
+        ]
+        .concat();
+        let v = decode_as(&data, "v1", "ConfigMap").unwrap();
+        assert_eq!(
+            serde_json::to_string(&v["data"]).unwrap(),
+            r#"{"a":"","z":"1"}"#
+        );
+    }
+
+    #[test]
+    fn integral_doubles_print_without_fraction() {
+        assert_eq!(float(3.0).ok(), Some(json!(3)));
+        assert_eq!(float(-0.5).ok(), Some(json!(-0.5)));
+        assert!(float(f64::NAN).is_err());
+        assert!(float(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn the_value_budget_stops_expansion() {
+        let mut ctx = Ctx::new(10);
+        assert!(ctx.count(node_limit(10)).is_ok());
+        assert!(matches!(
+            ctx.count(1),
+            Err(Fail {
+                kind: FailKind::TooLarge,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn error_paths_read_outermost_first() {
+        let fail = Fail::invalid("x")
+            .at(Seg::Field("containerPort"))
+            .at(Seg::Index(0))
+            .at(Seg::Field("ports"))
+            .at(Seg::Field(""))
+            .at(Seg::Key("a.b".into()))
+            .at(Seg::Field("labels"));
+        assert_eq!(fail.path(), "labels[a.b].ports[0].containerPort");
+    }
+}
