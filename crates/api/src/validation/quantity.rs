@@ -222,6 +222,33 @@ impl Quantity {
         }
     }
 
+    /// The sum of two quantities (keeping this one's format), `None` on overflow.
+    pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
+        let scale = self.scale.min(other.scale);
+        let a = self
+            .value
+            .checked_mul(pow10((self.scale - scale) as u32)?)?;
+        let b = other
+            .value
+            .checked_mul(pow10((other.scale - scale) as u32)?)?;
+        let mut out = Quantity {
+            value: a.checked_add(b)?,
+            scale,
+            format: self.format,
+        };
+        out.normalize();
+        Some(out)
+    }
+
+    /// Parses a quantity given as JSON: a string, or a number (Kubernetes accepts both).
+    pub fn from_json(v: &serde_json::Value) -> Result<Quantity, QuantityError> {
+        match v {
+            serde_json::Value::String(s) => Quantity::parse(s),
+            serde_json::Value::Number(n) => Quantity::parse(&n.to_string()),
+            _ => Err(QuantityError(FORMAT_WRONG)),
+        }
+    }
+
     /// Numeric comparison (format is ignored).
     pub fn cmp_value(&self, other: &Quantity) -> Ordering {
         let (a, b) = (self, other);
@@ -454,5 +481,14 @@ mod tests {
         assert_eq!(q("-0.0001").rounded_up(-3).canonical(), "-1m");
         assert_eq!(q("2.5").int_value(), 3);
         assert!(q("2").is_integer() && !q("2.5").is_integer());
+        assert_eq!(q("1").checked_add(&q("500m")).unwrap().canonical(), "1500m");
+        assert_eq!(q("1Gi").checked_add(&q("1Gi")).unwrap().canonical(), "2Gi");
+        assert_eq!(
+            Quantity::from_json(&serde_json::json!(0.5))
+                .unwrap()
+                .canonical(),
+            "500m"
+        );
+        assert!(Quantity::from_json(&serde_json::json!(true)).is_err());
     }
 }
