@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth_runtime::{
-    CgroupMode, CreateOptions, ExecOptions, ExecStdio, LogConfig, Runtime, RuntimeError, Stats, Status, Stdio,
+    CgroupMode, CreateOptions, ExecOptions, ExecStdio, LogConfig, Runtime, RuntimeError, Stats,
+    Status, Stdio,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -210,10 +211,16 @@ pub fn run(args: RuntimeArgs) -> i32 {
 fn append_log(path: &Path, format: LogFormat, msg: &str) {
     let time = jiff::Timestamp::now().to_string();
     let line = match format {
-        LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+        LogFormat::Json => {
+            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        }
         LogFormat::Text => format!("time={time:?} level=error msg={msg:?}"),
     };
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{line}");
     }
 }
@@ -238,7 +245,9 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
 
 fn dispatch(args: RuntimeArgs) -> anyhow::Result<i32> {
     if args.systemd_cgroup {
-        bail!("--systemd-cgroup: the systemd cgroup driver is not supported (berth drives cgroupfs)");
+        bail!(
+            "--systemd-cgroup: the systemd cgroup driver is not supported (berth drives cgroupfs)"
+        );
     }
     let mode = match args.cgroup_version {
         CgroupVersion::Auto => CgroupMode::Auto,
@@ -251,7 +260,11 @@ fn dispatch(args: RuntimeArgs) -> anyhow::Result<i32> {
             rt.create(&a.id, &a.bundle, &create_options(&a)?)?;
         }
         Verb::Start { id } => rt.start(&id)?,
-        Verb::Run { create, detach, keep } => {
+        Verb::Run {
+            create,
+            detach,
+            keep,
+        } => {
             let opts = create_options(&create)?;
             if detach {
                 rt.create(&create.id, &create.bundle, &opts)?;
@@ -261,7 +274,9 @@ fn dispatch(args: RuntimeArgs) -> anyhow::Result<i32> {
                 }
             } else {
                 if create.container_log.is_some() {
-                    bail!("--container-log needs --detach (in the foreground the container uses this terminal)");
+                    bail!(
+                        "--container-log needs --detach (in the foreground the container uses this terminal)"
+                    );
                 }
                 return Ok(rt.run(&create.id, &create.bundle, &opts, keep)?.code);
             }
@@ -276,10 +291,18 @@ fn dispatch(args: RuntimeArgs) -> anyhow::Result<i32> {
         },
         Verb::List { format, quiet } => list(&rt, format, quiet)?,
         Verb::Exec(a) => return exec(&rt, a),
-        Verb::Ps { format, id, ps_args } => ps(&rt, format, &id, &ps_args)?,
+        Verb::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, format, &id, &ps_args)?,
         Verb::Pause { id } => rt.pause(&id)?,
         Verb::Resume { id } => rt.resume(&id)?,
-        Verb::Events { interval, stats, id } => events(&rt, &id, &interval, stats)?,
+        Verb::Events {
+            interval,
+            stats,
+            id,
+        } => events(&rt, &id, &interval, stats)?,
     }
     Ok(0)
 }
@@ -289,8 +312,14 @@ fn parse_signal(s: &str) -> anyhow::Result<i32> {
         return Ok(n);
     }
     let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
-    let sig: nix::sys::signal::Signal = name.parse().with_context(|| format!("unknown signal {s:?}"))?;
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    let sig: nix::sys::signal::Signal = name
+        .parse()
+        .with_context(|| format!("unknown signal {s:?}"))?;
     Ok(sig as i32)
 }
 
@@ -308,7 +337,15 @@ fn list(rt: &Runtime, format: Format, quiet: bool) -> anyhow::Result<()> {
     }
     let mut out = String::from("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n");
     for c in &all {
-        out.push_str(&format!("{}\t{}\t{}\t{}\t{}\t{}\n", c.id, c.pid, c.status, c.bundle.display(), c.created, c.owner));
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            c.id,
+            c.pid,
+            c.status,
+            c.bundle.display(),
+            c.created,
+            c.owner
+        ));
     }
     print!("{out}");
     Ok(())
@@ -320,18 +357,36 @@ fn ps(rt: &Runtime, format: Format, id: &str, ps_args: &[String]) -> anyhow::Res
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column")?;
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
     println!("{header}");
     for l in lines {
-        if l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+        if l.split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
             println!("{l}");
         }
     }
@@ -358,8 +413,13 @@ fn stats_event(id: &str, s: &Stats) -> serde_json::Value {
 }
 
 fn parse_interval(s: &str) -> anyhow::Result<Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let v: f64 = num.parse().with_context(|| format!("invalid --interval {s:?}"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("invalid --interval {s:?}"))?;
     let secs = match unit {
         "" | "s" => v,
         "ms" => v / 1000.0,
@@ -434,17 +494,25 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     if let Some(u) = &a.user {
         let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
         let user = p.user_mut();
-        user.set_uid(uid.parse().with_context(|| format!("--user {u:?}: uid must be a number"))?);
-        user.set_gid(gid.parse().with_context(|| format!("--user {u:?}: gid must be a number"))?);
+        user.set_uid(
+            uid.parse()
+                .with_context(|| format!("--user {u:?}: uid must be a number"))?,
+        );
+        user.set_gid(
+            gid.parse()
+                .with_context(|| format!("--user {u:?}: gid must be a number"))?,
+        );
     }
     if !a.additional_gids.is_empty() {
-        p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
+        p.user_mut()
+            .set_additional_gids(Some(a.additional_gids.clone()));
     }
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
             let c: berth_runtime::oci::Capability =
-                serde_json::from_value(serde_json::Value::String(name.clone())).with_context(|| format!("--cap {name:?}"))?;
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .with_context(|| format!("--cap {name:?}"))?;
             let add = |s: &Option<berth_runtime::oci::Capabilities>| {
                 let mut s = s.clone().unwrap_or_default();
                 s.insert(c);
@@ -472,10 +540,12 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     };
     let mut proc = rt.exec(&a.id, &ExecOptions { process: p, stdio })?;
     if let Some(pf) = &a.pid_file {
-        std::fs::write(pf, proc.pid.to_string()).with_context(|| format!("write {}", pf.display()))?;
+        std::fs::write(pf, proc.pid.to_string())
+            .with_context(|| format!("write {}", pf.display()))?;
     }
     if let (Some(sock), Some(master)) = (&a.console_socket, &proc.pty) {
-        let s = std::os::unix::net::UnixStream::connect(sock).with_context(|| format!("connect {}", sock.display()))?;
+        let s = std::os::unix::net::UnixStream::connect(sock)
+            .with_context(|| format!("connect {}", sock.display()))?;
         send_master(&s, master)?;
         proc.pty = None;
     }
@@ -488,18 +558,32 @@ fn exec(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     Ok(proc.wait()?)
 }
 
-fn send_master(sock: &std::os::unix::net::UnixStream, master: &std::fs::File) -> anyhow::Result<()> {
+fn send_master(
+    sock: &std::os::unix::net::UnixStream,
+    master: &std::fs::File,
+) -> anyhow::Result<()> {
     use std::os::fd::AsRawFd;
     let fds = [master.as_raw_fd()];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
     let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-    nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
-        .context("send terminal to --console-socket")?;
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .context("send terminal to --console-socket")?;
     Ok(())
 }
 
 pub(crate) fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ into a valid winsize.
     let r = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
     (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))

@@ -43,7 +43,8 @@ pub fn proxy(master: File, proc: &ExecProcess) -> anyhow::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGWINCH);
     mask.thread_block().context("block SIGWINCH")?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
     let _raw = RawMode::enable();
     let mut stdin_open = true;
     let mut buf = [0u8; 8192];
@@ -52,7 +53,10 @@ pub fn proxy(master: File, proc: &ExecProcess) -> anyhow::Result<()> {
     loop {
         // SAFETY: fd 0 stays open for the whole loop.
         let stdin_fd = unsafe { BorrowedFd::borrow_raw(0) };
-        let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN), PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
         if stdin_open {
             fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
         }
@@ -62,7 +66,8 @@ pub fn proxy(master: File, proc: &ExecProcess) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("poll"),
         }
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        let (m_ready, s_ready, i_ready) = (ready(&fds[0]), ready(&fds[1]), stdin_open && ready(&fds[2]));
+        let (m_ready, s_ready, i_ready) =
+            (ready(&fds[0]), ready(&fds[1]), stdin_open && ready(&fds[2]));
         drop(fds);
         if m_ready {
             match m.read(&mut buf) {

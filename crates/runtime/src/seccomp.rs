@@ -205,7 +205,8 @@ fn store(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl Program {
     fn from_bytes(bytes: &[u8], flags: libc::c_ulong) -> Option<Program> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > u16::MAX as usize {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > u16::MAX as usize
+        {
             return None;
         }
         let filters = bytes

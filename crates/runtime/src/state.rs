@@ -63,6 +63,7 @@ pub(crate) struct Record {
 
 /// How a container exited (from the shim's exit file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExitInfo {
     /// The exit code, or 128 + signal number when a signal killed it.
     pub code: i32,
@@ -71,31 +72,31 @@ pub struct ExitInfo {
     pub exited_at: String,
     /// The memory cgroup's OOM killer killed a process of the container.
     pub oom_killed: bool,
+    /// `OOMKilled`, `Completed` or `Error`, as Kubernetes reports it.
+    pub reason: &'static str,
 }
 
 impl ExitInfo {
-    /// The Kubernetes-style reason: `OOMKilled`, `Completed` or `Error`.
-    pub fn reason(&self) -> &'static str {
-        if self.oom_killed {
-            "OOMKilled"
-        } else if self.code == 0 {
-            "Completed"
-        } else {
-            "Error"
-        }
-    }
-
     pub(crate) fn from_wait_status(st: i32, exited_at: String, oom_kills: i64) -> ExitInfo {
         let (code, signal) = if libc::WIFSIGNALED(st) {
             (128 + libc::WTERMSIG(st), Some(libc::WTERMSIG(st)))
         } else {
             (libc::WEXITSTATUS(st), None)
         };
+        let oom_killed = oom_kills > 0;
+        let reason = if oom_killed {
+            "OOMKilled"
+        } else if code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
         ExitInfo {
             code,
             signal,
             exited_at,
-            oom_killed: oom_kills > 0,
+            oom_killed,
+            reason,
         }
     }
 
@@ -129,6 +130,9 @@ pub struct ContainerState {
     pub owner: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// berth's addition for stopped containers: how it exited, when the shim recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
 }
 
 /// One container's directory.
@@ -246,6 +250,11 @@ impl StateDir {
             created: r.created.clone(),
             owner: String::new(),
             annotations: r.annotations.clone(),
+            exit: if status == Status::Stopped {
+                self.exit_info()
+            } else {
+                None
+            },
         }
     }
 
@@ -273,11 +282,11 @@ mod tests {
             ExitInfo::parse("status=768\nexited_at=2026-01-01T00:00:00.000000001Z\noom_kill=-1\n")
                 .unwrap();
         assert_eq!(
-            (e.code, e.signal, e.oom_killed, e.reason()),
+            (e.code, e.signal, e.oom_killed, e.reason),
             (3, None, false, "Error")
         );
         let e = ExitInfo::parse("status=9\nexited_at=x\noom_kill=1\n").unwrap();
-        assert_eq!((e.code, e.signal, e.reason()), (137, Some(9), "OOMKilled"));
+        assert_eq!((e.code, e.signal, e.reason), (137, Some(9), "OOMKilled"));
         assert!(ExitInfo::parse("garbage").is_none());
     }
 
