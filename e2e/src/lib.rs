@@ -6,6 +6,8 @@
 //! them on success and on failure, so tests can run in parallel. Nothing here waits by
 //! sleeping for a state: [`wait_until`] polls with a deadline.
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,10 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -81,18 +81,29 @@ fn owner_of(obj: &Value) -> Bytes {
 }
 
 /// Mutations of a new object that allocate shared resources.
+fn is_crd(ctx: &Ctx) -> bool {
+    ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition"
+}
+
 pub async fn on_create(ctx: &Ctx, obj: &mut Value) -> Result<Allocations> {
+    if is_crd(ctx) {
+        crate::crd::add_cleanup_finalizer(obj);
+        crate::crd::set_status(obj);
+    }
     let mut alloc = Allocations::default();
-    if is_service(ctx) {
-        if let Err(e) = allocate_service(ctx, obj, None, &mut alloc).await {
-            alloc.release(&ctx.state).await;
-            return Err(e);
-        }
+    if is_service(ctx)
+        && let Err(e) = allocate_service(ctx, obj, None, &mut alloc).await
+    {
+        alloc.release(&ctx.state).await;
+        return Err(e);
     }
     Ok(alloc)
 }
 
 pub async fn on_update(ctx: &Ctx, new: &mut Value, old: &Value) -> Result<()> {
+    if is_crd(ctx) && !meta::is_deleting(new) {
+        crate::crd::set_status(new);
+    }
     if is_service(ctx) {
         let mut alloc = Allocations::default();
         if let Err(e) = allocate_service(ctx, new, Some(old), &mut alloc).await {
@@ -103,15 +114,38 @@ pub async fn on_update(ctx: &Ctx, new: &mut Value, old: &Value) -> Result<()> {
     Ok(())
 }
 
-pub async fn after_create(_ctx: &Ctx, _obj: &Value) {}
+pub async fn after_create(ctx: &Ctx, obj: &Value) {
+    if is_crd(ctx) {
+        crd_changed(ctx, obj).await;
+    }
+}
+
+/// Makes a CRD change visible in discovery before the write returns, so that a client that
+/// creates a CRD and then one of its objects finds the new resource.
+async fn crd_changed(ctx: &Ctx, obj: &Value) {
+    let rv = meta::meta_str(obj, "resourceVersion")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    ctx.state
+        .cache
+        .wait_for(rv, std::time::Duration::from_secs(2))
+        .await;
+    crate::crd::refresh(&ctx.state);
+}
 
 pub async fn after_update(ctx: &Ctx, new: &Value, old: &Value) {
+    if is_crd(ctx) {
+        crd_changed(ctx, new).await;
+    }
     if is_service(ctx) {
         release_unused(ctx, Some(new), old).await;
     }
 }
 
 pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    if is_crd(ctx) {
+        crd_changed(ctx, obj).await;
+    }
     if is_service(ctx) {
         release_unused(ctx, None, obj).await;
     }
@@ -150,10 +184,10 @@ fn cluster_ips(obj: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(|v| v.as_str()) {
-        if !out.iter().any(|x| x == ip) {
-            out.push(ip.to_string());
-        }
+    if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(|v| v.as_str())
+        && !out.iter().any(|x| x == ip)
+    {
+        out.push(ip.to_string());
     }
     out.retain(|s| s != "None" && !s.is_empty());
     out

@@ -455,11 +455,10 @@ impl WatchCache {
                 ev = stream.next() => match ev {
                     Some(Ok(ev)) => {
                         let rv = ev.revision();
-                        if let WatchEvent::Put(kv) | WatchEvent::Delete(kv) = &ev {
-                            if let Some(rc) = self.resource_for_key(&kv.key) {
+                        if let WatchEvent::Put(kv) | WatchEvent::Delete(kv) = &ev
+                            && let Some(rc) = self.resource_for_key(&kv.key) {
                                 rc.apply(&ev);
                             }
-                        }
                         self.revision.send_if_modified(|r| {
                             if rv > *r { *r = rv; true } else { false }
                         });

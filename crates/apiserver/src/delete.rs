@@ -120,13 +120,13 @@ pub async fn delete_object(
                 )));
             }
         }
-        if let Some(rv) = &opts.resource_version {
-            if *rv != kv.mod_revision.to_string() {
-                return Err(ctx.conflict(name, format!(
+        if let Some(rv) = &opts.resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ctx.conflict(name, format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                     kv.mod_revision
                 )));
-            }
         }
         let already = meta::is_deleting(&obj);
         let mut finalizers = meta::finalizers(&obj);

@@ -45,6 +45,16 @@ pub enum ApiError {
     },
     #[error("{message}")]
     BadRequest { message: String },
+    /// A well-formed request that cannot be applied (a patch that does not fit the object).
+    #[error("{message}")]
+    Unprocessable { message: String },
+    /// A server-side apply that would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        /// (message, field) per conflicting field.
+        causes: Vec<(String, String)>,
+    },
     #[error("{message}")]
     Forbidden { message: String },
     #[error("Unauthorized")]
@@ -107,7 +117,10 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NotFoundPath => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -127,7 +140,8 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NotFoundPath => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => "Invalid",
+            ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Unauthorized => "Unauthorized",
@@ -188,6 +202,9 @@ impl ApiError {
                     .collect();
                 Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
             }
+            ApiError::ApplyConflict { causes, .. } => Some(
+                json!({"causes": causes.iter().map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": m, "field": f})).collect::<Vec<_>>()}),
+            ),
             ApiError::Internal { message } => Some(json!({"causes": [{"message": message}]})),
             _ => None,
         };
@@ -217,6 +234,29 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+impl From<berth_patch::Error> for ApiError {
+    fn from(e: berth_patch::Error) -> Self {
+        if e.is_conflict() {
+            ApiError::ApplyConflict {
+                causes: e
+                    .conflicts()
+                    .iter()
+                    .map(|c| (c.cause_message(), c.path.clone()))
+                    .collect(),
+                message: e.to_string(),
+            }
+        } else if e.is_unprocessable() {
+            ApiError::Unprocessable {
+                message: e.to_string(),
+            }
+        } else if e.is_bad_request() {
+            ApiError::bad_request(e.to_string())
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod bootstrap;
 mod cache;
 mod codec;
 mod config;
+mod crd;
 mod delete;
 mod discovery;
 mod error;

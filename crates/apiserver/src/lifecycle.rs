@@ -78,10 +78,11 @@ pub fn prepare_create(res: &ResourceInfo, obj: &mut Value) {
     } else {
         m.remove("generation");
     }
-    if res.has_subresource(Subresource::Status) && !keeps_status_on_create(res) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if res.has_subresource(Subresource::Status)
+        && !keeps_status_on_create(res)
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
 }
 
@@ -117,10 +118,10 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value) {
             }
         }
         m.remove("selfLink");
-        if !m.contains_key("managedFields") {
-            if let Some(mf) = old_meta.get("managedFields") {
-                m.insert("managedFields".into(), mf.clone());
-            }
+        if !m.contains_key("managedFields")
+            && let Some(mf) = old_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
         }
     }
     if res.has_subresource(Subresource::Status) {

@@ -22,7 +22,7 @@ use crate::state::{ApiState, SharedState};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot load the watch cache from the store: {0}")]
-    Cache(#[from] crate::error::ApiError),
+    Cache(Box<crate::error::ApiError>),
     #[error("invalid TLS material: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -45,8 +45,9 @@ impl ApiServer {
         store: Arc<dyn Store>,
         auth: Authenticator,
     ) -> Result<ApiServer, ServerError> {
-        let (cache, follow) =
-            WatchCache::start(store.clone(), Arc::new(selectable_for_prefix)).await?;
+        let (cache, follow) = WatchCache::start(store.clone(), Arc::new(selectable_for_prefix))
+            .await
+            .map_err(|e| ServerError::Cache(Box::new(e)))?;
         tokio::spawn(follow);
         let state = Arc::new(ApiState {
             store,
@@ -54,7 +55,11 @@ impl ApiServer {
             resources: Resources::new(),
             config,
             auth,
+            crds: crate::crd::Crds::default(),
+            openapi: crate::openapi::OpenApiCache::default(),
         });
+        crate::crd::refresh(&state);
+        tokio::spawn(crate::crd::run(state.clone()));
         Ok(ApiServer { state })
     }
 

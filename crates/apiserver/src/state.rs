@@ -14,6 +14,8 @@ pub struct ApiState {
     pub resources: Resources,
     pub config: ApiConfig,
     pub auth: crate::auth::Authenticator,
+    pub crds: crate::crd::Crds,
+    pub openapi: crate::openapi::OpenApiCache,
 }
 
 pub type SharedState = Arc<ApiState>;

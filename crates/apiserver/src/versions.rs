@@ -21,6 +21,10 @@ pub fn to_storage(res: &ResourceInfo, version: &str, mut obj: Value) -> Result<V
     if version == res.storage_version {
         return Ok(obj);
     }
+    if res.custom {
+        obj["apiVersion"] = json!(res.api_version(&res.storage_version));
+        return Ok(obj);
+    }
     if is_hpa(res) {
         obj["apiVersion"] = json!("autoscaling/v2");
         if version == "v1" {
@@ -33,6 +37,10 @@ pub fn to_storage(res: &ResourceInfo, version: &str, mut obj: Value) -> Result<V
 /// Converts a stored object to `version`.
 pub fn from_storage(res: &ResourceInfo, version: &str, mut obj: Value) -> Result<Value> {
     if version == res.storage_version {
+        return Ok(obj);
+    }
+    if res.custom {
+        obj["apiVersion"] = json!(res.api_version(version));
         return Ok(obj);
     }
     if is_hpa(res) {

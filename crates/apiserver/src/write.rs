@@ -90,6 +90,7 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value) -> Result<Value> {
     lifecycle::generate_name(&ctx.res, &mut obj);
     lifecycle::prepare_create(&ctx.res, &mut obj);
     berth_api::defaults::apply(&ctx.res.group, &ctx.res.kind, &mut obj);
+    crate::schema::default_and_prune_custom(&ctx.state, &ctx.res, &mut obj);
     let mut errs = FieldErrors::default();
     lifecycle::validate_metadata(&ctx.res, &obj, &mut errs);
     errs.extend(berth_api::validation::validate(
@@ -103,14 +104,30 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value) -> Result<Value> {
         return Err(invalid(ctx, &obj, errs));
     }
     admission::check_namespace(ctx, &obj).await?;
+    let name = meta::name(&obj).unwrap_or_default().to_string();
+    let key = ctx.key(&name);
+    // An object the cache already holds exists: answer 409 before allocating anything for it
+    // (the store's create is still the authority when the cache lags).
+    if ctx
+        .state
+        .cache
+        .resource(&ctx.res.key_prefix())
+        .get(&key)
+        .is_some()
+    {
+        return Err(ApiError::AlreadyExists {
+            qualified_resource: ctx.res.qualified_plural(),
+            group: ctx.res.group.clone(),
+            kind_plural: ctx.res.plural.clone(),
+            name,
+        });
+    }
     crate::managed::record(ctx, None, &mut obj, None)?;
     let allocations = admission::on_create(ctx, &mut obj).await?;
     if ctx.query.dry_run {
         allocations.release(&ctx.state).await;
         return Ok(obj);
     }
-    let name = meta::name(&obj).unwrap_or_default().to_string();
-    let key = ctx.key(&name);
     match ctx.state.store.create(&key, encode_for_store(&obj)).await {
         Ok(rv) => {
             set_resource_version(&mut obj, rv);
@@ -168,10 +185,10 @@ where
             Some(kv) => Some(crate::codec::decode_stored(&kv.value, kv.mod_revision)?),
             None => None,
         };
-        if let (Some(p), Some(kv)) = (precondition, &current) {
-            if p != kv.mod_revision {
-                return Err(ctx.conflict(name, conflict_message(ctx, name)));
-            }
+        if let (Some(p), Some(kv)) = (precondition, &current)
+            && p != kv.mod_revision
+        {
+            return Err(ctx.conflict(name, conflict_message(ctx, name)));
         }
         let new = match mutate(old.as_ref())? {
             Mutation::Create(obj) => return Ok((create_object(ctx, obj).await?, true)),
@@ -259,16 +276,16 @@ async fn admit_update(ctx: &Ctx, mut new: Value, old: &Value, part: Part) -> Res
         _ => {}
     }
     place_in_namespace(ctx, &mut new)?;
-    if let Some(uid) = meta::meta_str(&new, "uid") {
-        if Some(uid) != meta::meta_str(old, "uid") {
-            return Err(ctx.conflict(
-                &name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta::meta_str(old, "uid").unwrap_or("")
-                ),
-            ));
-        }
+    if let Some(uid) = meta::meta_str(&new, "uid")
+        && Some(uid) != meta::meta_str(old, "uid")
+    {
+        return Err(ctx.conflict(
+            &name,
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta::meta_str(old, "uid").unwrap_or("")
+            ),
+        ));
     }
     let mut new = match part {
         Part::Main => {
@@ -296,6 +313,7 @@ async fn admit_update(ctx: &Ctx, mut new: Value, old: &Value, part: Part) -> Res
         }
     }
     berth_api::defaults::apply(&ctx.res.group, &ctx.res.kind, &mut new);
+    crate::schema::default_and_prune_custom(&ctx.state, &ctx.res, &mut new);
     let mut errs = FieldErrors::default();
     lifecycle::validate_metadata(&ctx.res, &new, &mut errs);
     errs.extend(berth_api::validation::validate(
@@ -391,13 +409,13 @@ pub async fn patch_with(
             "PATCH, application/apply-patch+yaml requires fieldManager to be set",
         ));
     }
-    if is_apply || ty == BodyType::StrategicMergePatch || ty == BodyType::MergePatch {
-        if !patch_doc.is_object() {
-            return Err(ApiError::bad_request(format!(
-                "the patch must be a JSON object, got {}",
-                crate::input::type_name(&patch_doc)
-            )));
-        }
+    if (is_apply || ty == BodyType::StrategicMergePatch || ty == BodyType::MergePatch)
+        && !patch_doc.is_object()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the patch must be a JSON object, got {}",
+            crate::input::type_name(&patch_doc)
+        )));
     }
     let mut warnings = Vec::new();
     if is_apply {
@@ -435,10 +453,10 @@ pub async fn patch_with(
         crate::input::check_type(&res, &version, &mut new, None)?;
         let mut new = crate::versions::to_storage(&res, &version, new)?;
         // The resourceVersion of a patched object is the current one unless the patch set it.
-        if precondition.is_none() {
-            if let Some(rv) = meta::meta_str(old, "resourceVersion").map(String::from) {
-                meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(rv));
-            }
+        if precondition.is_none()
+            && let Some(rv) = meta::meta_str(old, "resourceVersion").map(String::from)
+        {
+            meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(rv));
         }
         Ok(Mutation::Write(new))
     })

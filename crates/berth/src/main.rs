@@ -3,6 +3,8 @@
 
 mod datadir;
 mod datastore;
+mod image_cli;
+mod registry_cli;
 mod runtime_cli;
 mod runtime_tty;
 mod server;
@@ -33,6 +35,24 @@ enum Command {
         #[arg(long, short = 'd', env = "BERTH_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// The OCI registry on its own: serve, garbage-collect.
+    Registry(registry_cli::RegistryArgs),
+    /// Pull an image into the node's image store.
+    Pull(image_cli::PullArgs),
+    /// Push an image from the node's image store to a registry.
+    Push(image_cli::PushArgs),
+    /// List the images in the node's image store.
+    Images(image_cli::ImagesArgs),
+    /// Give an image another name.
+    Tag(image_cli::TagArgs),
+    /// Remove images (and content no other image uses).
+    Rmi(image_cli::RmiArgs),
+    /// Show an image's manifest, config and runtime settings.
+    Inspect(image_cli::InspectArgs),
+    /// Import an OCI layout/archive, a docker archive or a rootfs tar.
+    Import(image_cli::ImportArgs),
+    /// Export an image to an OCI layout directory or OCI archive.
+    Export(image_cli::ExportArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -55,5 +75,14 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => server::run(args),
         Command::Runtime(args) => std::process::exit(runtime_cli::run(args)),
         Command::Kubeconfig { data_dir } => server::print_kubeconfig(data_dir),
+        Command::Registry(args) => registry_cli::run(args),
+        Command::Pull(args) => image_cli::pull(args),
+        Command::Push(args) => image_cli::push(args),
+        Command::Images(args) => image_cli::images(args),
+        Command::Tag(args) => image_cli::tag(args),
+        Command::Rmi(args) => image_cli::rmi(args),
+        Command::Inspect(args) => image_cli::inspect(args),
+        Command::Import(args) => image_cli::import(args),
+        Command::Export(args) => image_cli::export(args),
     }
 }

@@ -1,0 +1,199 @@
+//! A `berth server` under test: started from the built binary with its own temp data dir and
+//! an OS-assigned port on loopback, with helpers to run the real `kubectl` against it, kill
+//! it (SIGKILL) and restart it on the same data dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{berth_bin, wait_until};
+
+/// A running (or stopped) `berth server`.
+pub struct BerthServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+    /// `host:port` of the API server.
+    pub addr: String,
+}
+
+impl BerthServer {
+    /// Starts `berth server --disable-agent` plus `extra` flags and waits until it serves.
+    pub fn start(extra: &[&str]) -> BerthServer {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut s = BerthServer {
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            addr: String::new(),
+        };
+        s.launch();
+        s
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn launch(&mut self) {
+        let ready = self.dir.path().join("server/ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                "0",
+                "--disable-agent",
+            ])
+            .args(&self.extra)
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn berth server");
+        self.child = Some(child);
+        let log_path = self.log_path();
+        let child = self.child.as_mut().expect("child");
+        self.addr = wait_until(
+            "berth server to become ready",
+            Duration::from_secs(60),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "berth server exited with {status} before becoming ready:\n{}",
+                        std::fs::read_to_string(&log_path).unwrap_or_default()
+                    );
+                }
+                std::fs::read_to_string(&ready)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            },
+        );
+    }
+
+    /// Runs kubectl with this server's kubeconfig (and a private discovery cache).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(args, &[], None)
+    }
+
+    /// Runs kubectl with extra environment and optional stdin.
+    pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        let mut child = cmd.spawn().expect("kubectl is installed");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test (with kubectl's stderr and the
+    /// server log tail) if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The last lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Kills the server with SIGKILL (no shutdown path runs).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it; returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = wait_until(
+            "berth server to exit after SIGTERM",
+            Duration::from_secs(30),
+            || c.try_wait().ok().flatten(),
+        );
+        Some(status)
+    }
+
+    /// Starts the server again on the same data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+}
+
+impl Drop for BerthServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
