@@ -165,12 +165,19 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     berth_apiserver::bootstrap(&api)
         .await
         .context("bootstrapping the cluster's built-in objects")?;
+    // Controllers (in-process kube clients of this server).
+    let mut control_plane =
+        crate::control_plane::start(&api, &pki.ca.cert_pem, &args.disable, shutdown.clone())?;
     tracing::info!(address = %bound, kubeconfig = %data.kubeconfig_path().display(), "berth server is ready");
     data.write_ready(bound)?;
 
-    crate::signals::terminated().await;
+    tokio::select! {
+        _ = crate::signals::terminated() => {}
+        why = control_plane.failed() => tracing::error!("{why}; shutting down"),
+    }
     tracing::info!("shutting down");
     shutdown.cancel();
+    control_plane.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), serving_task).await;
     tracing::info!("stopped");
     Ok(())
