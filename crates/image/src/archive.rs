@@ -317,6 +317,24 @@ fn import_docker(store: &ImageStore, dir: &Path, name: Option<&str>) -> Result<V
 }
 
 fn import_rootfs(store: &ImageStore, path: &Path, name: &str) -> Result<Image> {
+    // Check every entry now (into a scratch directory) so an unsafe tar is refused at
+    // import with the entry named, not later on a node.
+    {
+        let scratch = TempDir(
+            store
+                .root()
+                .join(format!(".check-{}", uuid::Uuid::new_v4())),
+        );
+        fs::create_dir_all(&scratch.0).map_err(|e| ImageError::io("create", &scratch.0, e))?;
+        let f = fs::File::open(path).map_err(|e| ImageError::io("open", path, e))?;
+        let layer = path.display().to_string();
+        crate::unpack::apply_layer(
+            io::BufReader::new(f),
+            &scratch.0,
+            &layer,
+            &crate::unpack::UnpackOptions::default(),
+        )?;
+    }
     let f = fs::File::open(path).map_err(|e| ImageError::io("open", path, e))?;
     let plain = decompress(f).map_err(|e| ImageError::io("read", path, e))?;
     let mut hashing = HashingReader {

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use http::{Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::auth::Actions;
@@ -54,16 +54,6 @@ pub(crate) async fn manifest(
         Method::PUT => {
             ctx.require(repo, Actions::PUSH)?;
             let limit = svc.settings.max_manifest_bytes;
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(n) = declared
-                && n > limit
-            {
-                return Err(RegistryError::ManifestTooLarge { size: n, limit });
-            }
             let ct = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -74,22 +64,7 @@ pub(crate) async fn manifest(
                 .filter(|(k, _)| k == "tag")
                 .map(|(_, v)| v)
                 .collect();
-            let body = Limited::new(req.into_body(), limit as usize)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        RegistryError::ManifestTooLarge {
-                            size: limit + 1,
-                            limit,
-                        }
-                    } else {
-                        RegistryError::BodyInvalid {
-                            reason: format!("reading the manifest: {e}"),
-                        }
-                    }
-                })?
-                .to_bytes();
+            let body = read_limited(req.into_body(), limit).await?;
             let (d, subject) = svc
                 .put_manifest(repo, &r, ct.as_deref(), &tags, body)
                 .await?;
@@ -116,6 +91,33 @@ pub(crate) async fn manifest(
             operation: format!("method {m} on manifests"),
         }),
     }
+}
+
+/// How much of an oversized body is read (and discarded) before answering 413, so the
+/// client gets the answer instead of a reset connection.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes; a larger one is drained and refused.
+async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RegistryError::BodyInvalid {
+            reason: format!("reading the manifest: {e}"),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len() as u64;
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > limit + DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(RegistryError::ManifestTooLarge { size: total, limit });
+    }
+    Ok(buf.freeze())
 }
 
 /// Applies `n`/`last` pagination to a sorted list; returns the page and whether more follow.
