@@ -1,0 +1,65 @@
+//! berth-cri: the `ContainerRuntime` seam between the node agent and a container runtime,
+//! shaped like Kubernetes' CRI (sandboxes, containers, exec, stats) plus one `snapshot()` of
+//! everything the runtime runs, so the agent's per-pod workers compute actions from (desired
+//! pod, snapshot) and an agent restart needs no memory.
+//!
+//! Depends on no berth crate and names no implementation: the binary wires berth's runtime (or
+//! the testing crate's fake) behind the trait. Types are plain data (no Kubernetes types), so a
+//! runtime does not need k8s-openapi; times are Unix nanoseconds.
+
+mod error;
+mod types;
+
+pub use error::{CriError, Result};
+pub use types::*;
+
+use std::time::Duration;
+
+/// An interactive process started by [`ContainerRuntime::exec`].
+#[async_trait::async_trait]
+pub trait ExecSession: Send {
+    /// Sends bytes to the process's stdin (or terminal).
+    async fn write_stdin(&mut self, data: &[u8]) -> Result<()>;
+    /// Closes stdin (end of input).
+    async fn close_stdin(&mut self) -> Result<()>;
+    /// Next output chunk; `None` once every output stream is closed.
+    async fn read_output(&mut self) -> Result<Option<(OutputStream, Vec<u8>)>>;
+    /// Terminal size (rows, columns), for TTY sessions.
+    async fn resize(&mut self, rows: u16, cols: u16) -> Result<()>;
+    /// Waits for the process; its exit code (128 + signal when killed).
+    async fn wait(&mut self) -> Result<i32>;
+}
+
+/// What a node agent needs from a container runtime.
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Makes `image` available locally; returns its resolved reference.
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<ImageRef>;
+    /// The local image for `image`, if present.
+    async fn image_status(&self, image: &str) -> Result<Option<ImageRef>>;
+
+    /// Creates the pod's sandbox (namespaces shared by its containers, network); returns its id.
+    async fn run_sandbox(&self, config: &SandboxConfig) -> Result<String>;
+    /// Stops every container of the sandbox and releases its network; idempotent.
+    async fn stop_sandbox(&self, sandbox_id: &str) -> Result<()>;
+    /// Removes a stopped sandbox and its containers; idempotent.
+    async fn remove_sandbox(&self, sandbox_id: &str) -> Result<()>;
+
+    /// Creates a container in a sandbox; returns its id.
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String>;
+    async fn start_container(&self, container_id: &str) -> Result<()>;
+    /// Sends SIGTERM (or the image's stop signal), then SIGKILL after `grace`.
+    async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<()>;
+    async fn remove_container(&self, container_id: &str) -> Result<()>;
+
+    /// Runs a process in a running container.
+    async fn exec(&self, container_id: &str, request: &ExecRequest)
+    -> Result<Box<dyn ExecSession>>;
+    /// CPU and memory usage of one container, for metrics.
+    async fn container_stats(&self, container_id: &str) -> Result<ContainerStats>;
+    /// Makes the runtime reopen a container's log file (after the agent rotated it).
+    async fn reopen_log(&self, container_id: &str) -> Result<()>;
+
+    /// Every sandbox and container the runtime knows, with their status.
+    async fn snapshot(&self) -> Result<Snapshot>;
+}
