@@ -12,6 +12,7 @@
 
 mod autoscaling;
 mod cluster;
+mod containers;
 mod core;
 mod cron;
 mod field;
@@ -19,6 +20,10 @@ mod networking;
 mod pod;
 mod policy;
 mod quantity;
+mod resources;
+mod service;
+mod storage;
+mod volumes;
 mod workloads;
 
 pub use quantity::{
@@ -39,15 +44,15 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Fi
     let e = &mut errs;
     match (group, kind) {
         ("", "Pod") => pod::validate_pod(e, obj, old),
-        ("", "Service") => core::service(e, obj, old),
+        ("", "Service") => service::service(e, obj, old),
         ("", "ConfigMap") => core::config_map(e, obj, old),
         ("", "Secret") => core::secret(e, obj, old),
         ("", "Namespace") => core::namespace(e, obj),
         ("", "Node") => core::node(e, obj, old),
         ("", "Endpoints") => core::endpoints(e, obj),
         ("", "Event") => core::event(e, obj),
-        ("", "PersistentVolume") => core::persistent_volume(e, obj, old),
-        ("", "PersistentVolumeClaim") => core::persistent_volume_claim(e, obj, old),
+        ("", "PersistentVolume") => storage::persistent_volume(e, obj, old),
+        ("", "PersistentVolumeClaim") => storage::persistent_volume_claim(e, obj, old),
         ("apps", "Deployment") => workloads::deployment(e, obj, old),
         ("apps", "ReplicaSet") => workloads::replica_set(e, obj, old),
         ("apps", "DaemonSet") => workloads::daemon_set(e, obj, old),

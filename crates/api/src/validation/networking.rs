@@ -449,8 +449,6 @@ pub fn endpoint_slice(errs: &mut FieldErrors, es: &Value, old: Option<&Value>) {
                             a,
                             format!("must be a valid {address_type} address"),
                         ));
-                    } else {
-                        super::core::non_special_ip(errs, a, &path);
                     }
                 }
                 "FQDN" => dns1123_subdomain(errs, a, path),
@@ -565,7 +563,7 @@ mod tests {
                 "missing {w:?} in {e:#?}"
             );
         }
-        let mut es = json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.42.0.5"]}], "ports": [{"name": "http", "port": 80}]});
+        let mut es = json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.42.0.5"]}, {"addresses": ["127.0.0.1"]}], "ports": [{"name": "http", "port": 80}]});
         crate::defaults::apply("discovery.k8s.io", "EndpointSlice", &mut es);
         assert_eq!(errs(|e| endpoint_slice(e, &es, None)), Vec::<String>::new());
         let bad = json!({"addressType": "IPv5", "endpoints": [{"addresses": []}]});

@@ -292,7 +292,7 @@ pub fn stateful_set(errs: &mut FieldErrors, sts: &Value, old: Option<&Value>) {
         if let Some(name) = claim.pointer("/metadata/name").and_then(|v| v.as_str()) {
             dns1123_subdomain(errs, name, child(&child(&p, "metadata"), "name"));
         }
-        super::core::claim_spec(
+        super::storage::claim_spec(
             errs,
             claim.get("spec").unwrap_or(&Value::Null),
             &child(&p, "spec"),
