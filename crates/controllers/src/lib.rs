@@ -16,11 +16,16 @@
 //!   shutdown)`. [`ControlPlane`] starts them all and stops them together.
 
 mod catalog;
+mod deployment;
 mod error;
 mod events;
 mod gc;
+mod metrics;
 mod namespace;
+mod nodelifecycle;
+mod pods;
 mod queue;
+mod replicaset;
 mod resources;
 mod serviceaccount;
 
@@ -32,11 +37,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use catalog::{CatalogEntry, ResourceCatalog};
+pub use deployment::{DeploymentController, REVISION, template_hash};
 pub use error::{Error, Result};
 pub use events::{EventRecorder, EventType, InvolvedObject};
 pub use gc::{GarbageCollector, GcConfig};
+pub use metrics::{MetricsApiSource, MetricsSource, PodUsage};
 pub use namespace::{NAMESPACE_FINALIZER, NamespaceConfig, NamespaceController};
+pub use nodelifecycle::{
+    NodeLifecycleConfig, NodeLifecycleController, TAINT_NOT_READY, TAINT_UNREACHABLE,
+};
 pub use queue::WorkQueue;
+pub use replicaset::ReplicaSetController;
 pub use resources::{ResourceAmounts, int_value, milli_value, parse_quantity, pod_requests};
 pub use serviceaccount::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIGMAP, ServiceAccountController};
 
@@ -48,6 +59,7 @@ pub const COMPONENT: &str = "berth-controller-manager";
 pub struct ControlPlaneConfig {
     pub gc: GcConfig,
     pub namespace: NamespaceConfig,
+    pub node_lifecycle: NodeLifecycleConfig,
     /// PEM of the cluster CA, published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
     /// Controllers not to run, by name (`garbage-collector`, `namespace`, `serviceaccount`).
@@ -55,11 +67,19 @@ pub struct ControlPlaneConfig {
 }
 
 /// Names of the controllers [`ControlPlane`] runs.
-pub const CONTROLLERS: &[&str] = &["garbage-collector", "namespace", "serviceaccount"];
+pub const CONTROLLERS: &[&str] = &[
+    "garbage-collector",
+    "namespace",
+    "serviceaccount",
+    "replicaset",
+    "deployment",
+    "nodelifecycle",
+];
 
 impl ControlPlaneConfig {
     pub fn validate(&self) -> Result<()> {
         self.gc.validate()?;
+        self.node_lifecycle.validate()?;
         for d in &self.disabled {
             if !CONTROLLERS.contains(&d.as_str()) {
                 return Err(Error::Config {
@@ -127,6 +147,25 @@ impl ControlPlane {
             );
             let s = stop.clone();
             tasks.spawn(c.run(s).map(|r| ("serviceaccount", r)));
+        }
+        if cfg.enabled("replicaset") {
+            let c = ReplicaSetController::new(self.client.clone(), recorder.clone(), 16);
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("replicaset", r)));
+        }
+        if cfg.enabled("deployment") {
+            let c = DeploymentController::new(self.client.clone(), recorder.clone(), 8);
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("deployment", r)));
+        }
+        if cfg.enabled("nodelifecycle") {
+            let c = NodeLifecycleController::new(
+                cfg.node_lifecycle.clone(),
+                self.client.clone(),
+                recorder.clone(),
+            )?;
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("nodelifecycle", r)));
         }
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
