@@ -55,6 +55,10 @@ pub struct ServerArgs {
     /// Name of this node.
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Development: run N simulated nodes (fake kubelets that accept pods and report them
+    /// running) so the control plane can be tried without containers.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_nodes: usize,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -166,8 +170,13 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         .await
         .context("bootstrapping the cluster's built-in objects")?;
     // Controllers (in-process kube clients of this server).
-    let mut control_plane =
-        crate::control_plane::start(&api, &pki.ca.cert_pem, &args.disable, shutdown.clone())?;
+    let mut control_plane = crate::control_plane::start(
+        &api,
+        &pki.ca.cert_pem,
+        &args.disable,
+        args.simulated_nodes,
+        shutdown.clone(),
+    )?;
     tracing::info!(address = %bound, kubeconfig = %data.kubeconfig_path().display(), "berth server is ready");
     data.write_ready(bound)?;
 

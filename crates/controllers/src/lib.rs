@@ -103,12 +103,23 @@ impl ControlPlaneConfig {
 pub struct ControlPlane {
     config: ControlPlaneConfig,
     client: Client,
+    metrics: Option<Arc<dyn MetricsSource>>,
 }
 
 impl ControlPlane {
     pub fn new(config: ControlPlaneConfig, client: Client) -> Result<ControlPlane> {
         config.validate()?;
-        Ok(ControlPlane { config, client })
+        Ok(ControlPlane {
+            config,
+            client,
+            metrics: None,
+        })
+    }
+
+    /// Where the autoscaler reads pod usage (default: the `metrics.k8s.io` API).
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSource>) -> ControlPlane {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs every enabled controller until `shutdown`; if one fails, the others are
