@@ -652,3 +652,128 @@ fn objects_and_resource_versions_survive_kill_9() {
     let status = s.stop().expect("running");
     assert!(status.success(), "{status}");
 }
+
+const CRONTAB_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+"#;
+
+#[test]
+fn custom_resource_definitions_serve_their_resources() {
+    let s = BerthServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let crd = write_tmp(dir.path(), "crd.yaml", CRONTAB_CRD);
+    s.ok(&["apply", "-f", &crd]);
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/crontabs.stable.example.com",
+        "--timeout=30s",
+    ]);
+    let ct = write_tmp(
+        dir.path(),
+        "ct.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: my-cron\nspec:\n  cronSpec: \"* * * * */5\"\n  image: my-cron-image\n",
+    );
+    s.ok(&["apply", "-f", &ct]);
+    let table = s.ok(&["get", "ct"]);
+    assert!(
+        table.contains("SPEC") && table.contains("REPLICAS") && table.contains("* * * * */5"),
+        "{table}"
+    );
+    let obj = json(&s, &["get", "crontab", "my-cron"]);
+    assert_eq!(obj["spec"]["replicas"], 1, "schema default applied");
+    // Schema validation names the field; nothing is written.
+    let bad = write_tmp(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: bad-cron\nspec:\n  cronSpec: \"every minute\"\n  replicas: 50\n",
+    );
+    let err = s.fails(&["apply", "-f", &bad]);
+    assert!(
+        err.contains("spec.cronSpec") && err.contains("spec.replicas"),
+        "{err}"
+    );
+    s.fails(&["get", "crontab", "bad-cron"]);
+    // Unknown fields are rejected under Strict.
+    let unknown = write_tmp(
+        dir.path(),
+        "unknown.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: u\nspec:\n  cronSpec: \"* * * * *\"\n  bogus: 1\n",
+    );
+    let err = s.fails(&["apply", "-f", &unknown]);
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+    // The status subresource is separate from the main resource.
+    s.ok(&[
+        "patch",
+        "crontab",
+        "my-cron",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    assert_eq!(
+        json(&s, &["get", "crontab", "my-cron"])["status"]["ready"],
+        true
+    );
+    s.ok(&["explain", "crontab.spec.cronSpec"]);
+    // Deleting the CRD removes its objects first.
+    s.ok(&[
+        "delete",
+        "crd",
+        "crontabs.stable.example.com",
+        "--timeout=60s",
+    ]);
+    let err = s.fails(&["get", "crontabs.stable.example.com"]);
+    assert!(
+        err.contains("doesn't have a resource type")
+            || err.contains("not found")
+            || err.contains("NotFound"),
+        "{err}"
+    );
+}

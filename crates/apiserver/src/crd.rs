@@ -80,8 +80,8 @@ fn version_priority(v: &str) -> (u8, i64, i64, String) {
         None
     };
     match re(v) {
-        Some((major, rank, minor)) => (rank, -major, -minor, String::new()),
-        None => (0, 0, 0, v.to_string()),
+        Some((major, rank, minor)) => (3 - rank, -major, -minor, String::new()),
+        None => (3, 0, 0, v.to_string()),
     }
 }
 
