@@ -82,26 +82,26 @@ fn archive_kind(path: &Path) -> Result<ArchiveKind> {
     let r = decompress(f).map_err(|e| ImageError::io("read", path, e))?;
     let mut a = tar::Archive::new(r);
     let (mut layout, mut manifest) = (false, false);
-    let entries = a.entries().map_err(|e| {
-        ImageError::invalid(
-            path.display().to_string(),
-            format!("not a tar archive: {e}"),
-        )
-    })?;
+    let bad = |reason: String| ImageError::invalid(path.display().to_string(), reason);
+    let entries = a
+        .entries()
+        .map_err(|e| bad(format!("not a tar archive: {e}")))?;
+    let mut last: Option<String> = None;
     for e in entries {
-        let e = e.map_err(|e| {
-            ImageError::invalid(
-                path.display().to_string(),
-                format!("corrupt tar archive: {e}"),
-            )
+        let e = e.map_err(|e| match &last {
+            Some(l) => bad(format!(
+                "entry {l:?}: data shorter than its header declares, or corrupt: {e}"
+            )),
+            None => bad(format!("corrupt tar archive: {e}")),
         })?;
         let p = e.path_bytes();
-        let p = String::from_utf8_lossy(&p);
+        let p = String::from_utf8_lossy(&p).into_owned();
         match p.trim_start_matches("./") {
             "oci-layout" => layout = true,
             "manifest.json" => manifest = true,
             _ => {}
         }
+        last = Some(p);
     }
     Ok(if layout {
         ArchiveKind::OciLayout

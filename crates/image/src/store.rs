@@ -2,9 +2,9 @@
 //! → manifest digests), `snapshots/<chain id>/` (one unpacked layer each, overlayfs-ready).
 //!
 //! Writers to `images.json` take an exclusive `flock` on `images.lock` and rewrite the file
-//! atomically; pulls and imports hold the lock shared for their duration so that pruning
-//! (which takes it exclusively) never removes content that a running pull has fetched but
-//! not yet named.
+//! atomically; pulls, imports and unpacks hold `content.lock` shared for their duration so
+//! that pruning (which takes it exclusively) never removes content that a running pull has
+//! fetched but not yet named.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -96,8 +96,10 @@ impl ImageStore {
         &self.content
     }
 
-    fn lock(&self, exclusive: bool) -> Result<StoreLock> {
-        let p = self.root.join("images.lock");
+    /// `images.lock` guards rewrites of `images.json` (always exclusive, held briefly);
+    /// `content.lock` is held shared by pulls, imports and unpacks and exclusively by prune.
+    fn lock(&self, file: &str, exclusive: bool) -> Result<StoreLock> {
+        let p = self.root.join(file);
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -116,7 +118,7 @@ impl ImageStore {
 
     /// Held by pulls and imports while they add content.
     pub fn ingest_lock(&self) -> Result<StoreLock> {
-        self.lock(false)
+        self.lock("content.lock", false)
     }
 
     fn read_entries(&self) -> Result<BTreeMap<String, ImageEntry>> {
@@ -154,7 +156,7 @@ impl ImageStore {
         media_type: &str,
         index: Option<Digest>,
     ) -> Result<Image> {
-        let _l = self.lock(true)?;
+        let _l = self.lock("images.lock", true)?;
         let mut m = self.read_entries()?;
         let entry = ImageEntry {
             name: name.to_owned(),
@@ -269,7 +271,7 @@ impl ImageStore {
     /// Removes a name, then content and snapshots no image uses any more.
     pub fn remove(&self, name: &str) -> Result<PruneReport> {
         {
-            let _l = self.lock(true)?;
+            let _l = self.lock("images.lock", true)?;
             let mut m = self.read_entries()?;
             if m.remove(name).is_none() {
                 return Err(ImageError::NotFound {
@@ -284,7 +286,7 @@ impl ImageStore {
 
     /// Removes content and snapshots that no named image references.
     pub fn prune(&self) -> Result<PruneReport> {
-        let _l = self.lock(true)?;
+        let _l = self.lock("content.lock", true)?;
         let mut live: HashSet<Digest> = HashSet::new();
         let mut live_snaps: HashSet<String> = HashSet::new();
         for e in self.read_entries()?.into_values() {
@@ -328,7 +330,7 @@ impl ImageStore {
     /// Unpacks the image's layers (once) as overlayfs lower directories; returns them
     /// bottom first.
     pub fn ensure_snapshots(&self, image: &Image) -> Result<Vec<PathBuf>> {
-        let _l = self.lock(false)?;
+        let _l = self.lock("content.lock", false)?;
         let chain = image.chain_ids();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (i, layer) in image.manifest.layers.iter().enumerate() {

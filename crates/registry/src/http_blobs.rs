@@ -170,9 +170,9 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// Whether the request has no body at all.
-fn body_is_empty(h: &HeaderMap) -> bool {
-    content_length(h) == Some(0)
-        || (content_length(h).is_none() && !h.contains_key(header::TRANSFER_ENCODING))
+fn body_is_empty(req: &Request) -> bool {
+    use axum::body::HttpBody as _;
+    req.body().size_hint().exact() == Some(0) || content_length(req.headers()) == Some(0)
 }
 
 pub(crate) async fn upload_start(ctx: &Ctx<'_>, repo: &str, req: Request) -> Result<Response> {
@@ -197,7 +197,7 @@ pub(crate) async fn upload_start(ctx: &Ctx<'_>, repo: &str, req: Request) -> Res
     if let Some(dg) = query_get(&q, "digest") {
         let d: Digest = dg.parse()?;
         let empty_digest = Digest::of(d.algorithm(), b"");
-        if !body_is_empty(req.headers()) || d == empty_digest {
+        if !body_is_empty(&req) || d == empty_digest {
             // Single-request monolithic upload.
             let mut w = ctx.svc().driver.writer().await?;
             if let Err(e) = copy_body(req.into_body(), w.as_mut()).await {
