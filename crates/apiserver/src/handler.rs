@@ -51,10 +51,6 @@ impl Ctx {
     }
 
     /// The field manager of a write: `?fieldManager=`, else from the User-Agent.
-    #[expect(
-        dead_code,
-        reason = "managedFields bookkeeping uses it once the patch crate is wired"
-    )]
     pub fn field_manager(&self) -> String {
         if let Some(m) = &self.query.field_manager {
             return m.clone();
@@ -66,6 +62,16 @@ impl Ctx {
             .filter(|s| !s.is_empty())
             .unwrap_or("unknown")
             .to_string()
+    }
+
+    /// Whether the request is a server-side apply.
+    pub fn is_apply(&self) -> bool {
+        self.req.verb == crate::request::Verb::Patch
+            && self
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/apply-patch"))
     }
 
     pub fn not_found(&self, name: &str) -> ApiError {

@@ -78,10 +78,20 @@ pub fn apply_patch(ctx: &Ctx, ty: BodyType, current: &Value, doc: &Value) -> Res
 }
 
 /// Server-side apply of `config` by the request's field manager onto `live` (or a new
-/// object).
+/// object), both in the request's version.
 pub fn apply(ctx: &Ctx, live: Option<&Value>, config: &Value) -> Result<Value> {
-    let _ = (ctx, live, config);
-    Err(ApiError::UnsupportedMediaType {
-        accepted: "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
-    })
+    let manager = ctx.query.field_manager.clone().unwrap_or_default();
+    let api_version = ctx.api_version();
+    let time = crate::codec::now_rfc3339();
+    let subresource = ctx.req.subresource.as_deref();
+    let options = berth_patch::ApplyOptions {
+        manager: &manager,
+        force: ctx.query.force,
+        api_version: &api_version,
+        subresource,
+        time: &time,
+        reset_fields: crate::managed::reset_fields(ctx, subresource),
+    };
+    let schema = schema_for(ctx, &ctx.res.kind, &ctx.req.version);
+    Ok(berth_patch::apply(live, config, &options, &schema)?)
 }
