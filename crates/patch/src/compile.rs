@@ -258,10 +258,12 @@ impl<'a> Compiler<'a> {
                 node = self.override_slot(node, atomic);
             }
         }
-        let (strategy, retain_keys) = match get("x-kubernetes-patch-strategy") {
-            None => (Strategy::Default, false),
-            Some(Value::String(s)) => parse_strategy(s),
-            Some(other) => (Strategy::Invalid(other.to_string().into()), false),
+        // `retainKeys` only matters to clients (which send `$retainKeys`); the server applies
+        // the directive.
+        let strategy = match get("x-kubernetes-patch-strategy") {
+            None => Strategy::Default,
+            Some(Value::String(s)) => parse_strategy(s).0,
+            Some(other) => Strategy::Invalid(other.to_string().into()),
         };
         let merge_key = get("x-kubernetes-patch-merge-key")
             .and_then(Value::as_str)
@@ -269,7 +271,6 @@ impl<'a> Compiler<'a> {
         Field {
             node,
             strategy,
-            retain_keys,
             merge_key,
             default: get("default").cloned(),
         }

@@ -53,7 +53,8 @@ pub enum Error {
     #[error("invalid apply configuration at {path}: {message}")]
     BadApplyConfig { path: String, message: String },
 
-    /// `metadata.managedFields` of the live object cannot be decoded.
+    /// `metadata.managedFields` of the stored object cannot be decoded (corrupt stored
+    /// data: HTTP 500).
     #[error("invalid metadata.managedFields: {message}")]
     BadManagedFields { message: String },
 
@@ -65,10 +66,7 @@ pub enum Error {
 impl Error {
     /// The request itself is malformed (HTTP 400 Bad Request).
     pub fn is_bad_request(&self) -> bool {
-        matches!(
-            self,
-            Error::BadPatch { .. } | Error::BadApplyConfig { .. } | Error::BadManagedFields { .. }
-        )
+        matches!(self, Error::BadPatch { .. } | Error::BadApplyConfig { .. })
     }
 
     /// The patch cannot be applied to the current object (HTTP 422 Unprocessable Entity).
@@ -79,6 +77,11 @@ impl Error {
     /// A server-side apply conflict (HTTP 409 Conflict); see [`Error::conflicts`].
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflicts { .. })
+    }
+
+    /// Stored data is unusable (HTTP 500 Internal Server Error).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::BadManagedFields { .. })
     }
 
     /// A custom resource schema that cannot be used.

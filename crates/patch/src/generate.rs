@@ -31,6 +31,8 @@ pub(crate) struct KindInfo {
     pub schema_name: String,
     /// Whether the kind has a `<Kind>List` (collections are listed and watched).
     pub listable: bool,
+    /// The name of the `<Kind>List` component, once generated.
+    pub list_schema_name: Option<String>,
 }
 
 /// The generated components and the kinds rooted in them.
@@ -53,6 +55,7 @@ impl Collector {
             kind: T::KIND,
             schema_name: T::schema_name().into_owned(),
             listable,
+            list_schema_name: None,
         });
     }
 
@@ -130,7 +133,7 @@ pub(crate) fn generate() -> Generated {
     overlay::apply(&mut components);
     add_v2beta2(&mut components, &mut kinds);
     add_group_version_kinds(&mut components, &kinds);
-    add_lists(&mut components, &kinds);
+    add_lists(&mut components, &mut kinds);
     Generated { components, kinds }
 }
 
@@ -173,6 +176,7 @@ fn add_v2beta2(components: &mut Map<String, Value>, kinds: &mut Vec<KindInfo>) {
         kind: "HorizontalPodAutoscaler",
         schema_name: format!("{V2BETA2}HorizontalPodAutoscaler"),
         listable: true,
+        list_schema_name: None,
     });
 }
 
@@ -241,8 +245,8 @@ fn add_group_version_kinds(components: &mut Map<String, Value>, kinds: &[KindInf
     }
 }
 
-fn add_lists(components: &mut Map<String, Value>, kinds: &[KindInfo]) {
-    for k in kinds.iter().filter(|k| k.listable) {
+fn add_lists(components: &mut Map<String, Value>, kinds: &mut [KindInfo]) {
+    for k in kinds.iter_mut().filter(|k| k.listable) {
         let list_name = format!("{}List", k.schema_name);
         let plural = format!("{}s", k.kind);
         let api_version_doc = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
@@ -266,7 +270,8 @@ fn add_lists(components: &mut Map<String, Value>, kinds: &[KindInfo]) {
             },
             "x-kubernetes-group-version-kind": [gvk(k.group, k.version, &format!("{}List", k.kind))],
         });
-        components.insert(list_name, schema);
+        components.insert(list_name.clone(), schema);
+        k.list_schema_name = Some(list_name);
     }
 }
 

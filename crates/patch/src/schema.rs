@@ -45,7 +45,6 @@ pub(crate) enum Strategy {
 pub(crate) struct Field {
     pub node: NodeId,
     pub strategy: Strategy,
-    pub retain_keys: bool,
     pub merge_key: Option<Box<str>>,
     /// The field's default, used when a list-map key field is omitted.
     pub default: Option<Value>,
@@ -56,7 +55,6 @@ impl Field {
         Field {
             node,
             strategy: Strategy::Default,
-            retain_keys: false,
             merge_key: None,
             default: None,
         }
@@ -172,15 +170,6 @@ pub(crate) enum FieldRef<'a> {
     Rest(NodeId),
 }
 
-impl FieldRef<'_> {
-    pub(crate) fn node(&self) -> NodeId {
-        match self {
-            FieldRef::Declared(f) => f.node,
-            FieldRef::Rest(id) => *id,
-        }
-    }
-}
-
 /// A handle to the schema of one kind (the root of its object). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SchemaRef {
@@ -201,6 +190,7 @@ impl SchemaRef {
 
 struct Builtins {
     arena: Arc<Arena>,
+    kinds: Vec<KindInfo>,
     /// kind -> [(group, version, root)]
     by_kind: HashMap<&'static str, Vec<(&'static str, &'static str, NodeId)>>,
     components: Map<String, Value>,
@@ -232,6 +222,7 @@ fn build_builtins() -> Builtins {
         .unwrap_or_else(|e| unreachable!("the built-in schemas compile: {e}"));
     Builtins {
         arena: Arc::new(arena),
+        kinds,
         by_kind,
         components,
     }
@@ -252,6 +243,31 @@ pub fn builtin(group: &str, version: &str, kind: &str) -> Option<SchemaRef> {
             arena: builtins.arena.clone(),
             root: *root,
         })
+}
+
+/// A built-in kind and the names of its component schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltinKind {
+    /// `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The component schema of the kind, e.g. `io.k8s.api.apps.v1.Deployment`.
+    pub schema_name: &'static str,
+    /// The component schema of its list (`...DeploymentList`), for kinds that are listed.
+    pub list_schema_name: Option<&'static str>,
+}
+
+/// Every built-in kind berth has a schema for, in a stable order.
+pub fn builtin_kinds() -> impl Iterator<Item = BuiltinKind> {
+    let builtins: &'static Builtins = &BUILTINS;
+    builtins.kinds.iter().map(|k| BuiltinKind {
+        group: k.group,
+        version: k.version,
+        kind: k.kind,
+        schema_name: &k.schema_name,
+        list_schema_name: k.list_schema_name.as_deref(),
+    })
 }
 
 /// Every component schema of the built-in kinds, keyed by name
@@ -307,6 +323,21 @@ mod tests {
         }
         assert!(builtin("apps", "v1beta1", "Deployment").is_none());
         assert!(builtin("", "v1", "Nope").is_none());
+    }
+
+    #[test]
+    fn builtin_kinds_name_existing_components() {
+        let kinds: Vec<BuiltinKind> = builtin_kinds().collect();
+        assert!(kinds.len() >= 38);
+        for k in &kinds {
+            assert!(component_schemas().contains_key(k.schema_name), "{k:?}");
+            if let Some(list) = k.list_schema_name {
+                assert!(component_schemas().contains_key(list), "{k:?}");
+            }
+        }
+        let eviction = kinds.iter().find(|k| k.kind == "Eviction").unwrap();
+        assert_eq!(eviction.list_schema_name, None);
+        assert!(kinds.iter().any(|k| k.version == "v2beta2"));
     }
 
     #[test]
