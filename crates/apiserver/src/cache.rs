@@ -448,7 +448,7 @@ impl WatchCache {
     }
 
     async fn follow(self: Arc<Self>, mut stream: berth_store::WatchStream, store: Arc<dyn Store>) {
-        let mut bookmark = tokio::time::interval(Duration::from_secs(10));
+        let mut bookmark = tokio::time::interval(Duration::from_secs(5));
         bookmark.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

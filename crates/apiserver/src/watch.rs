@@ -168,7 +168,7 @@ impl Watcher {
                     }
                 }
                 Ok(Live::Bookmark(rv)) => {
-                    if self.bookmarks && rv > self.last_rv {
+                    if self.bookmarks && rv >= self.last_rv {
                         self.last_rv = rv;
                         let b = self.bookmark_object(rv);
                         if self.send_raw("BOOKMARK", &b, &tx).await.is_err() {
