@@ -52,7 +52,7 @@ pub struct ApplyOptions<'a> {
     pub time: &'a str,
     /// Fields this endpoint resets and that nobody may own through it, as dotted paths:
     /// `["status"]` for the main resource of a kind with a status subresource,
-    /// `["spec", "metadata.labels", ...]` for its `/status`.
+    /// `["spec", "metadata.labels"]` for `deployments/status`.
     pub reset_fields: &'a [&'a str],
 }
 

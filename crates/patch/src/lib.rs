@@ -32,8 +32,12 @@
 //!   after defaulting and before `resourceVersion` is bumped; `old` is `None` on create.
 //!   For `/scale`, record on the parent object with `subresource: Some("scale")`.
 //! * `reset_fields` in both options: the fields the endpoint resets, as Kubernetes' strategies
-//!   declare them (`["status"]` for the main resource of kinds with a status subresource;
-//!   `["spec", "metadata"]`-like lists for `/status`; `[]` otherwise).
+//!   declare them (`GetResetFields`): `["status"]` for the main resource of kinds with a
+//!   status subresource, e.g. `["spec", "metadata.labels"]` for `deployments/status` or
+//!   `["spec", "metadata.deletionTimestamp", "metadata.ownerReferences"]` for `pods/status`,
+//!   `[]` for kinds without subresources.
+//! * `time` in both options: RFC 3339 with seconds, as Kubernetes writes it
+//!   (`2026-01-01T00:00:00Z`); it is recorded only when the write changes the object.
 //!
 //! Errors are one [`Error`] enum with classifiers: [`Error::is_bad_request`] (400),
 //! [`Error::is_unprocessable`] (422), [`Error::is_conflict`] (409), [`Error::is_internal`] (500),

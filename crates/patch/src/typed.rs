@@ -7,6 +7,8 @@
 //! an unknown field, a list-map item without its keys or a duplicate item is an error) and
 //! lenient for stored objects (anything odd is treated as an atomic leaf).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -318,14 +320,12 @@ impl<'a> Walker<'a> {
         // Items grouped by element, in first-seen order (lhs first).
         let mut order: Vec<PathElement> = Vec::new();
         let mut groups: Vec<(Vec<&Value>, Vec<&Value>)> = Vec::new();
-        let index = |pe: PathElement, order: &mut Vec<PathElement>| -> usize {
-            match order.iter().position(|x| *x == pe) {
-                Some(i) => i,
-                None => {
-                    order.push(pe);
-                    order.len() - 1
-                }
-            }
+        let mut seen: BTreeMap<PathElement, usize> = BTreeMap::new();
+        let mut index = |pe: PathElement, order: &mut Vec<PathElement>| -> usize {
+            *seen.entry(pe.clone()).or_insert_with(|| {
+                order.push(pe);
+                order.len() - 1
+            })
         };
         for (side, value) in [(0, lhs), (1, rhs)] {
             let Some(Value::Array(items)) = value else {
@@ -458,9 +458,10 @@ impl<'a> Walker<'a> {
         let r_items = rhs.and_then(Value::as_array).unwrap_or(&empty);
 
         let mut r_pes = Vec::with_capacity(r_items.len());
+        let mut r_index: BTreeMap<PathElement, usize> = BTreeMap::new();
         for (i, item) in r_items.iter().enumerate() {
             let pe = self.item_element(list, item, i)?;
-            if r_pes.contains(&pe) {
+            if r_index.insert(pe.clone(), i).is_some() {
                 self.path.push(pe);
                 let err = self.error("duplicate entries for key");
                 self.path.pop();
@@ -487,14 +488,14 @@ impl<'a> Walker<'a> {
         let mut shared: std::collections::VecDeque<&PathElement> =
             r_pes.iter().filter(|pe| observed_l(pe).is_some()).collect();
         let mut next_shared = shared.pop_front();
-        let mut merged_rhs: Vec<&PathElement> = Vec::new();
+        let mut merged_rhs: BTreeSet<&PathElement> = BTreeSet::new();
         let mut out = Vec::with_capacity(l_items.len().max(r_items.len()));
         let (mut li, mut ri) = (0, 0);
         while li < l_pes.len() || ri < r_pes.len() {
             if li < l_pes.len() && ri < r_pes.len() {
                 let pe = &l_pes[li];
                 if *pe == r_pes[ri] {
-                    merged_rhs.push(&r_pes[ri]);
+                    merged_rhs.insert(&r_pes[ri]);
                     let item = self.mrg_item(pe, observed_l(pe), observed_r(pe), list.items)?;
                     out.extend(item);
                     li += 1;
@@ -514,13 +515,13 @@ impl<'a> Walker<'a> {
                     out.extend(item);
                     li += 1;
                     continue;
-                } else if merged_rhs.contains(&pe) {
+                } else if merged_rhs.contains(pe) {
                     li += 1;
                 }
             }
             if ri < r_pes.len() {
                 let pe = &r_pes[ri];
-                merged_rhs.push(pe);
+                merged_rhs.insert(pe);
                 let item = self.mrg_item(pe, observed_l(pe), observed_r(pe), list.items)?;
                 out.extend(item);
                 ri += 1;
