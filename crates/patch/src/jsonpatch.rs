@@ -15,7 +15,7 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value> {
     json_patch_owned(original.clone(), patch)
 }
 
-/// [`json_patch`] consuming `original`, which saves a deep copy.
+/// [`json_patch()`] consuming `original`, which saves a deep copy.
 pub fn json_patch_owned(mut original: Value, patch: &Value) -> Result<Value> {
     let Value::Array(ops) = patch else {
         return Err(Error::bad_patch(

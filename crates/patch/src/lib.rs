@@ -21,7 +21,7 @@
 //! * `application/strategic-merge-patch+json` → [`strategic_merge`]`(original, patch, schema)`.
 //!   Kubernetes refuses this patch type for custom resources (415); so should the caller.
 //! * `application/merge-patch+json` → [`merge_patch`]`(original, patch)`.
-//! * `application/json-patch+json` → [`json_patch`]`(original, patch)`.
+//! * `application/json-patch+json` → [`json_patch()`]`(original, patch)`.
 //!
 //! Server-side apply and managed fields:
 //! * `application/apply-patch+yaml` → [`apply`]`(live, config, &`[`ApplyOptions`]`, schema)`;
