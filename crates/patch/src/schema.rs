@@ -326,6 +326,17 @@ mod tests {
     }
 
     #[test]
+    fn handles_and_errors_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<SchemaRef>();
+        send_sync::<crate::Error>();
+        let schema = builtin("", "v1", "ConfigMap").unwrap();
+        std::thread::spawn(move || assert!(schema.arena.object(schema.root).is_some()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
     fn builtin_kinds_name_existing_components() {
         let kinds: Vec<BuiltinKind> = builtin_kinds().collect();
         assert!(kinds.len() >= 38);
