@@ -155,6 +155,31 @@ impl BerthServer {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Runs curl against the API server with the admin client certificate; returns
+    /// (HTTP status, body).
+    pub fn curl(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let tls = self.dir.path().join("server/tls");
+        let body_file = self.dir.path().join("curl-body");
+        std::fs::write(&body_file, body).expect("write body");
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(tls.join("ca.crt"))
+            .arg("--cert")
+            .arg(tls.join("admin.crt"))
+            .arg("--key")
+            .arg(tls.join("admin.key"))
+            .args(["-H", &format!("Content-Type: {content_type}")])
+            .arg("--data-binary")
+            .arg(format!("@{}", body_file.display()))
+            .arg(format!("https://{}{path}", self.addr))
+            .output()
+            .expect("curl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// The last lines of the server log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();

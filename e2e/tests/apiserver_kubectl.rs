@@ -590,6 +590,32 @@ fn bad_input_is_rejected_with_status_and_nothing_is_written() {
         json(&s, &["get", "cm", "target"])["metadata"]["resourceVersion"],
         rv
     );
+    malformed_protobuf_unsupported_types_and_missing_credentials(&s);
+}
+
+fn malformed_protobuf_unsupported_types_and_missing_credentials(s: &BerthServer) {
+    let before = json(s, &["get", "cm"])["items"].as_array().unwrap().len();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let protobuf = "application/vnd.kubernetes.protobuf";
+    let (code, body) = s.curl("POST", cms, protobuf, b"k8s\x00\x0a\xff\xff\xff");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("\"kind\":\"Status\"") && body.contains("protobuf"),
+        "{body}"
+    );
+    let (code, body) = s.curl("POST", cms, protobuf, b"not protobuf at all");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.curl("POST", cms, "text/plain", b"a=b");
+    assert_eq!(code, 415, "{body}");
+    // No credentials: 401.
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://{}/api/v1/namespaces", s.addr))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    let after = json(s, &["get", "cm"])["items"].as_array().unwrap().len();
+    assert_eq!(before, after, "nothing was written");
 }
 
 #[test]
@@ -775,5 +801,115 @@ fn custom_resource_definitions_serve_their_resources() {
             || err.contains("not found")
             || err.contains("NotFound"),
         "{err}"
+    );
+}
+
+#[test]
+fn dry_run_field_validation_modes_paging_and_selectors() {
+    let s = BerthServer::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    // dryRun=All validates and defaults but writes nothing.
+    let out = s.ok(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &fixture("deployment-mywebapp.yaml"),
+        "-o",
+        "json",
+    ]);
+    let d: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    s.fails(&["get", "deploy", "mywebapp"]);
+    s.ok(&["create", "configmap", "dry", "--dry-run=server"]);
+    s.fails(&["get", "cm", "dry"]);
+    // fieldValidation: Warn reports and stores, Ignore is silent.
+    let warned = write_tmp(
+        dir.path(),
+        "w.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: warned\nbogus: 1\n",
+    );
+    let out = s.kubectl(&["apply", "--validate=warn", "-f", &warned]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stderr.contains("unknown field \"bogus\""),
+        "{stderr}"
+    );
+    s.ok(&["get", "cm", "warned"]);
+    let ignored = write_tmp(
+        dir.path(),
+        "i.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\nbogus: 1\n",
+    );
+    let out = s.kubectl(&["apply", "--validate=false", "-f", &ignored]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("bogus"));
+    // limit/continue through kubectl's chunking, and label/field selectors.
+    for i in 0..12 {
+        let name = format!("p{i:02}");
+        s.ok(&["create", "configmap", &name, "--from-literal=a=b"]);
+        s.ok(&[
+            "label",
+            "cm",
+            &name,
+            &format!("tier={}", ["web", "db", "cache"][i % 3]),
+        ]);
+    }
+    let chunked = s.ok(&["get", "cm", "--chunk-size=5", "-o", "name"]);
+    assert_eq!(
+        chunked
+            .lines()
+            .filter(|l| l.starts_with("configmap/p"))
+            .count(),
+        12
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "-l", "tier in (web,db)", "-o", "name"])
+            .lines()
+            .count(),
+        8
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "-l", "tier!=web,tier", "-o", "name"])
+            .lines()
+            .count(),
+        8
+    );
+    let by_field = s.ok(&[
+        "get",
+        "cm",
+        "--field-selector",
+        "metadata.name=p03",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_field.trim(), "configmap/p03");
+    let err = s.fails(&["get", "cm", "--field-selector", "spec.nodeName=x"]);
+    assert!(err.contains("field label not supported"), "{err}");
+    // Field selectors on pods.
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1"},"spec":{"nodeName":"n1","containers":[{"name":"c","image":"busybox"}]}}"#;
+    assert!(
+        s.kubectl_with(&["create", "-f", "-"], &[], Some(pod))
+            .status
+            .success()
+    );
+    let on_node = s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=n1,status.phase!=Succeeded",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(on_node.trim(), "pod/p1");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "spec.nodeName=n2",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        ""
     );
 }
