@@ -16,10 +16,16 @@
 //!   shutdown)`. [`ControlPlane`] starts them all and stops them together.
 
 mod catalog;
+mod cron;
+mod cronjob;
+mod daemonset;
 mod deployment;
+mod endpoints;
 mod error;
 mod events;
 mod gc;
+mod hpa;
+mod job;
 mod metrics;
 mod namespace;
 mod nodelifecycle;
@@ -28,6 +34,8 @@ mod queue;
 mod replicaset;
 mod resources;
 mod serviceaccount;
+mod statefulset;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -37,10 +45,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use catalog::{CatalogEntry, ResourceCatalog};
+pub use cron::{Schedule, time_zone};
+pub use cronjob::CronJobController;
+pub use daemonset::DaemonSetController;
 pub use deployment::{DeploymentController, REVISION, template_hash};
+pub use endpoints::EndpointsController;
 pub use error::{Error, Result};
 pub use events::{EventRecorder, EventType, InvolvedObject};
 pub use gc::{GarbageCollector, GcConfig};
+pub use hpa::{HpaConfig, HpaController};
+pub use job::{JobConfig, JobController};
 pub use metrics::{MetricsApiSource, MetricsSource, PodUsage};
 pub use namespace::{NAMESPACE_FINALIZER, NamespaceConfig, NamespaceController};
 pub use nodelifecycle::{
@@ -50,6 +64,8 @@ pub use queue::WorkQueue;
 pub use replicaset::ReplicaSetController;
 pub use resources::{ResourceAmounts, int_value, milli_value, parse_quantity, pod_requests};
 pub use serviceaccount::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIGMAP, ServiceAccountController};
+pub use statefulset::StatefulSetController;
+pub use volumes::{PROVISIONER, VolumeConfig, VolumeController};
 
 /// The component name controllers record events as.
 pub const COMPONENT: &str = "berth-controller-manager";
@@ -60,6 +76,9 @@ pub struct ControlPlaneConfig {
     pub gc: GcConfig,
     pub namespace: NamespaceConfig,
     pub node_lifecycle: NodeLifecycleConfig,
+    pub job: JobConfig,
+    pub hpa: HpaConfig,
+    pub volumes: VolumeConfig,
     /// PEM of the cluster CA, published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
     /// Controllers not to run, by name (`garbage-collector`, `namespace`, `serviceaccount`).
@@ -74,6 +93,13 @@ pub const CONTROLLERS: &[&str] = &[
     "replicaset",
     "deployment",
     "nodelifecycle",
+    "job",
+    "cronjob",
+    "daemonset",
+    "statefulset",
+    "endpoints",
+    "horizontalpodautoscaling",
+    "persistentvolume-binder",
 ];
 
 impl ControlPlaneConfig {
@@ -177,6 +203,51 @@ impl ControlPlane {
             )?;
             let s = stop.clone();
             tasks.spawn(c.run(s).map(|r| ("nodelifecycle", r)));
+        }
+        if cfg.enabled("job") {
+            let c = JobController::new(cfg.job.clone(), self.client.clone(), recorder.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("job", r)));
+        }
+        if cfg.enabled("cronjob") {
+            let c = CronJobController::new(self.client.clone(), recorder.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("cronjob", r)));
+        }
+        if cfg.enabled("daemonset") {
+            let c = DaemonSetController::new(self.client.clone(), recorder.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("daemonset", r)));
+        }
+        if cfg.enabled("statefulset") {
+            let c = StatefulSetController::new(self.client.clone(), recorder.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("statefulset", r)));
+        }
+        if cfg.enabled("endpoints") {
+            let c = EndpointsController::new(self.client.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("endpoints", r)));
+        }
+        if cfg.enabled("horizontalpodautoscaling") {
+            let metrics = self
+                .metrics
+                .clone()
+                .unwrap_or_else(|| MetricsApiSource::shared(self.client.clone()));
+            let c = HpaController::new(
+                cfg.hpa.clone(),
+                self.client.clone(),
+                recorder.clone(),
+                metrics,
+            );
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("horizontalpodautoscaling", r)));
+        }
+        if cfg.enabled("persistentvolume-binder") {
+            let c =
+                VolumeController::new(cfg.volumes.clone(), self.client.clone(), recorder.clone());
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("persistentvolume-binder", r)));
         }
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {

@@ -66,6 +66,9 @@ pub fn fast_control_plane() -> ControlPlaneConfig {
     c.node_lifecycle.monitor_period = Duration::from_millis(200);
     c.node_lifecycle.grace_period = Duration::from_secs(2);
     c.node_lifecycle.default_toleration_cap = Some(Duration::ZERO);
+    c.job.backoff_base = Duration::from_millis(200);
+    c.hpa.sync_period = Duration::from_millis(300);
+    c.hpa.downscale_window = Duration::from_secs(1);
     c.root_ca_pem = Some(TEST_CA_PEM.to_string());
     c
 }
@@ -115,14 +118,24 @@ impl TestCluster {
             tasks: Vec::new(),
             nodes: None,
         };
+        let sim = match options.nodes {
+            Some(cfg) => Some(SimulatedNodes::new(
+                cfg,
+                cluster.component_client("simulated-nodes"),
+            )?),
+            None => None,
+        };
         if let Some(cfg) = options.controllers {
-            let cp =
+            let mut cp =
                 ControlPlane::new(cfg, cluster.component_client("controllers")).map_err(|e| {
                     Error::Start {
                         component: "controllers",
                         reason: e.to_string(),
                     }
                 })?;
+            if let Some(sim) = &sim {
+                cp = cp.with_metrics(sim.handle().metrics());
+            }
             let stop = cluster.shutdown.clone();
             cluster.tasks.push(tokio::spawn(async move {
                 if let Err(e) = cp.run(stop).await {
@@ -156,9 +169,8 @@ impl TestCluster {
                     reason: "it stopped".into(),
                 })?;
         }
-        if let Some(cfg) = options.nodes {
-            let expected = cfg.count;
-            let sim = SimulatedNodes::new(cfg, cluster.component_client("simulated-nodes"))?;
+        if let Some(sim) = sim {
+            let expected = sim.node_count();
             cluster.nodes = Some(sim.handle());
             let stop = cluster.shutdown.clone();
             cluster.tasks.push(tokio::spawn(async move {

@@ -19,6 +19,6 @@ mod simnodes;
 pub use cluster::{TEST_CA_PEM, TestCluster, TestClusterOptions, fast_control_plane, fast_nodes};
 pub use error::{Error, Result};
 pub use simnodes::{
-    ANNOTATION_CPU_USAGE, ANNOTATION_EXIT_CODE, ANNOTATION_RUN_SECONDS, SIMULATED_LABEL,
-    SimulatedNodes, SimulatedNodesConfig, SimulatedNodesHandle,
+    ANNOTATION_CPU_USAGE, ANNOTATION_EXIT_CODE, ANNOTATION_FAIL_ATTEMPTS, ANNOTATION_RUN_SECONDS,
+    SIMULATED_LABEL, SimulatedNodes, SimulatedNodesConfig, SimulatedNodesHandle,
 };

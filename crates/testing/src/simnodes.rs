@@ -7,7 +7,8 @@
 //!
 //! Pods can steer the simulation with annotations: `sim.berth.dev/run-seconds` (how long a
 //! run-to-completion pod runs), `sim.berth.dev/exit-code` (non-zero: the pod fails) and
-//! `sim.berth.dev/cpu-usage` (a quantity reported as the pod's CPU usage).
+//! `sim.berth.dev/cpu-usage` (a quantity reported as the pod's CPU usage) and
+//! `sim.berth.dev/fail-attempts` (the first N such pods of one owner fail).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,8 @@ use crate::error::{Error, Result};
 pub const ANNOTATION_RUN_SECONDS: &str = "sim.berth.dev/run-seconds";
 pub const ANNOTATION_EXIT_CODE: &str = "sim.berth.dev/exit-code";
 pub const ANNOTATION_CPU_USAGE: &str = "sim.berth.dev/cpu-usage";
+/// The first N run-to-completion pods of the same owner fail (exit code 1).
+pub const ANNOTATION_FAIL_ATTEMPTS: &str = "sim.berth.dev/fail-attempts";
 pub const SIMULATED_LABEL: &str = "node.berth.dev/simulated";
 
 /// Settings of a set of simulated nodes.
@@ -122,6 +125,8 @@ struct Shared {
     /// CPU usage rules: (namespace, selector) → millicores.
     usage: Mutex<Vec<(String, Selector, i64)>>,
     next_index: Mutex<usize>,
+    /// Failures handed out per owner uid (for `sim.berth.dev/fail-attempts`).
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 /// A handle to steer running simulated nodes (from tests or the binary).
@@ -153,6 +158,11 @@ impl SimulatedNodes {
 
     pub fn handle(&self) -> SimulatedNodesHandle {
         self.handle.clone()
+    }
+
+    /// How many nodes `run` registers.
+    pub fn node_count(&self) -> usize {
+        self.handle.config.count
     }
 
     /// Registers the nodes, then runs them until `shutdown`.
@@ -533,11 +543,32 @@ impl SimulatedNodesHandle {
     async fn report_finished(&self, pod: &Pod) {
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-        let code: i32 = pod
+        let mut code: i32 = pod
             .annotations()
             .get(ANNOTATION_EXIT_CODE)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
+        if let Some(n) = pod
+            .annotations()
+            .get(ANNOTATION_FAIL_ATTEMPTS)
+            .and_then(|c| c.parse::<u32>().ok())
+        {
+            let owner = pod
+                .owner_references()
+                .first()
+                .map(|r| r.uid.clone())
+                .unwrap_or_default();
+            let mut f = self
+                .shared
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let done = f.entry(owner).or_insert(0);
+            if *done < n {
+                *done += 1;
+                code = 1;
+            }
+        }
         let now = Time(jiff::Timestamp::now());
         let (phase, reason) = if code == 0 {
             ("Succeeded", "Completed")

@@ -1,0 +1,473 @@
+//! The HorizontalPodAutoscaler controller (autoscaling/v2; v2beta2 objects are the same
+//! objects served in another version): reads the target's `scale` subresource, computes
+//! the replicas each Resource metric (cpu or memory, Utilization or AverageValue) asks for
+//! from pod usage (a [`MetricsSource`]) and pod requests, keeps within a 10% tolerance,
+//! applies the scale-up/scale-down stabilization windows and min/max, writes the new scale
+//! and reports currentMetrics and the AbleToScale/ScalingActive/ScalingLimited conditions.
+//!
+//! Not implemented: Pods, Object and External metrics (reported as ScalingActive=False) and
+//! the rate `policies` of `behavior` (only its stabilization windows are honoured).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::core::Selector;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result, has_code};
+use crate::events::{EventRecorder, InvolvedObject};
+use crate::metrics::MetricsSource;
+use crate::pods::is_active;
+use crate::resources::{int_value, milli_value};
+
+const TOLERANCE: f64 = 0.1;
+
+/// Settings of the autoscaler.
+#[derive(Clone, Debug)]
+pub struct HpaConfig {
+    /// How often each autoscaler is evaluated.
+    pub sync_period: Duration,
+    /// Scale-down stabilization window when `behavior` names none.
+    pub downscale_window: Duration,
+}
+
+impl Default for HpaConfig {
+    fn default() -> Self {
+        HpaConfig {
+            sync_period: Duration::from_secs(15),
+            downscale_window: Duration::from_secs(300),
+        }
+    }
+}
+
+struct Ctx {
+    client: Client,
+    recorder: EventRecorder,
+    metrics: Arc<dyn MetricsSource>,
+    config: HpaConfig,
+    /// Recommendations per autoscaler uid.
+    history: Mutex<HashMap<String, Vec<(Instant, i32)>>>,
+}
+
+/// The autoscaler component.
+pub struct HpaController {
+    ctx: Arc<Ctx>,
+}
+
+impl HpaController {
+    pub fn new(
+        config: HpaConfig,
+        client: Client,
+        recorder: EventRecorder,
+        metrics: Arc<dyn MetricsSource>,
+    ) -> Self {
+        HpaController {
+            ctx: Arc::new(Ctx {
+                client,
+                recorder,
+                metrics,
+                config,
+                history: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        Controller::new(
+            Api::<HorizontalPodAutoscaler>::all(self.ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, self.ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+        Ok(())
+    }
+}
+
+fn error_policy(h: Arc<HorizontalPodAutoscaler>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(hpa = %h.name_any(), error = %err, "autoscaler: will retry");
+    Action::requeue(ctx.config.sync_period)
+}
+
+/// The resource of a scale target kind.
+fn target_resource(api_version: Option<&str>, kind: &str) -> Option<ApiResource> {
+    let (group, version, plural) = match kind {
+        "Deployment" => ("apps", "v1", "deployments"),
+        "ReplicaSet" => ("apps", "v1", "replicasets"),
+        "StatefulSet" => ("apps", "v1", "statefulsets"),
+        "ReplicationController" => ("", "v1", "replicationcontrollers"),
+        _ => {
+            let av = api_version?;
+            let (g, v) = av.split_once('/').unwrap_or(("", av));
+            let plural = format!("{}s", kind.to_lowercase());
+            return Some(ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(g, v, kind),
+                &plural,
+            ));
+        }
+    };
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        plural,
+    ))
+}
+
+fn request_of(p: &Pod, resource: &str) -> i64 {
+    p.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| {
+            c.resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get(resource)
+                .cloned()
+        })
+        .map(|q| {
+            if resource == "cpu" {
+                milli_value(&q).unwrap_or(0)
+            } else {
+                int_value(&q).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+/// The replicas one metric asks for, and its current value for the status.
+struct MetricResult {
+    replicas: i32,
+    status: Value,
+    description: String,
+}
+
+async fn evaluate(
+    ctx: &Ctx,
+    ns: &str,
+    selector: &Selector,
+    metric: &MetricSpec,
+    current: i32,
+) -> Result<MetricResult> {
+    let Some(res) = metric
+        .resource
+        .as_ref()
+        .filter(|_| metric.type_ == "Resource")
+    else {
+        return Err(Error::invalid(
+            ns,
+            "spec.metrics",
+            format!("metric type {} is not supported", metric.type_),
+        ));
+    };
+    let name = res.name.as_str();
+    if name != "cpu" && name != "memory" {
+        return Err(Error::invalid(
+            ns,
+            "spec.metrics.resource.name",
+            format!("resource {name} is not supported"),
+        ));
+    }
+    let usage = ctx.metrics.pod_usage(ns, selector).await?;
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector.to_string()))
+        .await
+        .map_err(|e| Error::api("listing the target's pods", e))?
+        .items
+        .into_iter()
+        .filter(is_active)
+        .collect();
+    let mut used = 0i64;
+    let mut requested = 0i64;
+    let mut counted = 0i64;
+    for p in &pods {
+        let Some(u) = usage.iter().find(|u| u.name == p.name_any()) else {
+            continue;
+        };
+        used += if name == "cpu" { u.milli_cpu } else { u.memory };
+        requested += request_of(p, name);
+        counted += 1;
+    }
+    if counted == 0 {
+        return Err(Error::invalid(
+            ns,
+            "metrics",
+            format!("no metrics returned for resource {name}"),
+        ));
+    }
+    let target = &res.target;
+    let (ratio, status, description) = if let Some(util) = target.average_utilization {
+        if requested == 0 {
+            return Err(Error::invalid(
+                ns,
+                "metrics",
+                format!("missing request for {name}"),
+            ));
+        }
+        let current_util = (used as f64 * 100.0 / requested as f64).round() as i32;
+        let avg = used / counted;
+        let avg_q = if name == "cpu" {
+            format!("{avg}m")
+        } else {
+            avg.to_string()
+        };
+        (
+            current_util as f64 / util as f64,
+            json!({"type": "Resource", "resource": {"name": name, "current": {"averageUtilization": current_util, "averageValue": avg_q}}}),
+            format!("{name} resource utilization (percentage of request)"),
+        )
+    } else if let Some(q) = target.average_value.as_ref() {
+        let t = if name == "cpu" {
+            milli_value(q)
+        } else {
+            int_value(q)
+        }
+        .map_err(|e| Error::invalid(ns, "spec.metrics.resource.target.averageValue", e))?;
+        let avg = used / counted;
+        let avg_q = if name == "cpu" {
+            format!("{avg}m")
+        } else {
+            avg.to_string()
+        };
+        (
+            avg as f64 / t.max(1) as f64,
+            json!({"type": "Resource", "resource": {"name": name, "current": {"averageValue": Quantity(avg_q)}}}),
+            format!("{name} resource"),
+        )
+    } else {
+        return Err(Error::invalid(
+            ns,
+            "spec.metrics.resource.target",
+            "needs averageUtilization or averageValue",
+        ));
+    };
+    let replicas = if (ratio - 1.0).abs() <= TOLERANCE {
+        current
+    } else {
+        (ratio * counted as f64).ceil() as i32
+    };
+    Ok(MetricResult {
+        replicas,
+        status,
+        description,
+    })
+}
+
+fn cond(t: &str, status: bool, reason: &str, message: &str, now: Time) -> Value {
+    json!({"type": t, "status": if status { "True" } else { "False" }, "reason": reason, "message": message, "lastTransitionTime": now})
+}
+
+async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<Action> {
+    let ns = hpa.namespace().unwrap_or_default();
+    let name = hpa.name_any();
+    let uid = hpa.uid().unwrap_or_default();
+    let spec = hpa.spec.clone().unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &ns);
+    let target = &spec.scale_target_ref;
+    let write_status = |status: Value| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            match api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": status})),
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if has_code(&e, 404) => Ok(()),
+                Err(e) => Err(Error::api(
+                    format!("updating the status of autoscaler {name}"),
+                    e,
+                )),
+            }
+        }
+    };
+    let Some(ar) = target_resource(target.api_version.as_deref(), &target.kind) else {
+        write_status(json!({"conditions": [cond("AbleToScale", false, "FailedGetScale", &format!("unknown target kind {}", target.kind), now)]})).await?;
+        return Ok(Action::requeue(ctx.config.sync_period));
+    };
+    let scale_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+    let scale = match scale_api.get_scale(&target.name).await {
+        Ok(s) => s,
+        Err(e) => {
+            let msg =
+                format!("the HPA controller was unable to get the target's current scale: {e}");
+            ctx.recorder
+                .warning(&InvolvedObject::of(hpa.as_ref()), "FailedGetScale", &msg);
+            write_status(
+                json!({"conditions": [cond("AbleToScale", false, "FailedGetScale", &msg, now)]}),
+            )
+            .await?;
+            return Ok(Action::requeue(ctx.config.sync_period));
+        }
+    };
+    let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let min = spec.min_replicas.unwrap_or(1).max(1);
+    let max = spec.max_replicas.max(min);
+    if current == 0 && min > 0 {
+        write_status(json!({"currentReplicas": 0, "desiredReplicas": 0, "conditions": [
+            cond("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", now.clone()),
+            cond("ScalingActive", false, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero", now)]})).await?;
+        return Ok(Action::requeue(ctx.config.sync_period));
+    }
+    let selector_str = scale
+        .status
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    let selector: Selector = selector_str
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let metrics = spec.metrics.clone().unwrap_or_else(|| {
+        vec![serde_json::from_value(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}})).unwrap_or_default()]
+    });
+    let mut proposal: Option<(i32, String)> = None;
+    let mut current_metrics = Vec::new();
+    let mut metric_error = None;
+    for m in &metrics {
+        match evaluate(&ctx, &ns, &selector, m, current).await {
+            Ok(r) => {
+                current_metrics.push(r.status);
+                if proposal.as_ref().is_none_or(|(p, _)| r.replicas > *p) {
+                    proposal = Some((r.replicas, r.description));
+                }
+            }
+            Err(e) => metric_error = Some(e.to_string()),
+        }
+    }
+    let Some((raw, reason)) = proposal else {
+        let msg = format!(
+            "the HPA was unable to compute the replica count: {}",
+            metric_error.unwrap_or_default()
+        );
+        ctx.recorder.warning(
+            &InvolvedObject::of(hpa.as_ref()),
+            "FailedGetResourceMetric",
+            &msg,
+        );
+        write_status(json!({"currentReplicas": current, "desiredReplicas": current, "conditions": [
+            cond("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", now.clone()),
+            cond("ScalingActive", false, "FailedGetResourceMetric", &msg, now)]})).await?;
+        return Ok(Action::requeue(ctx.config.sync_period));
+    };
+    // Stabilization windows over recent recommendations.
+    let behavior = spec.behavior.clone().unwrap_or_default();
+    let down_window = behavior
+        .scale_down
+        .and_then(|r| r.stabilization_window_seconds)
+        .map(|s| Duration::from_secs(s.max(0) as u64))
+        .unwrap_or(ctx.config.downscale_window);
+    let up_window = behavior
+        .scale_up
+        .and_then(|r| r.stabilization_window_seconds)
+        .map(|s| Duration::from_secs(s.max(0) as u64))
+        .unwrap_or(Duration::ZERO);
+    let stabilized = {
+        let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
+        let h = hist.entry(uid.clone()).or_default();
+        let nowi = Instant::now();
+        h.push((nowi, raw));
+        let keep = down_window.max(up_window);
+        h.retain(|(t, _)| nowi.duration_since(*t) <= keep);
+        let up_limit = h
+            .iter()
+            .filter(|(t, _)| nowi.duration_since(*t) <= up_window)
+            .map(|(_, r)| *r)
+            .min()
+            .unwrap_or(raw);
+        let down_limit = h
+            .iter()
+            .filter(|(t, _)| nowi.duration_since(*t) <= down_window)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(raw);
+        if raw > current {
+            up_limit.max(current)
+        } else {
+            down_limit.min(current)
+        }
+    };
+    let desired = stabilized.clamp(min, max);
+    let limited = stabilized != desired;
+    let old = hpa.status.clone().unwrap_or_default();
+    let mut last_scale = old.last_scale_time.clone();
+    if desired != current {
+        scale_api
+            .patch_scale(
+                &target.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": desired}})),
+            )
+            .await
+            .map_err(|e| Error::api(format!("rescaling {} {}", target.kind, target.name), e))?;
+        let direction = if desired > current { "above" } else { "below" };
+        ctx.recorder.normal(
+            &InvolvedObject::of(hpa.as_ref()),
+            "SuccessfulRescale",
+            &format!("New size: {desired}; reason: {reason} {direction} target"),
+        );
+        last_scale = Some(now.clone());
+    }
+    let limit_cond = if limited {
+        cond(
+            "ScalingLimited",
+            true,
+            if stabilized > max {
+                "TooManyReplicas"
+            } else {
+                "TooFewReplicas"
+            },
+            &format!(
+                "the desired replica count is {} than the {} replica count",
+                if stabilized > max { "more" } else { "less" },
+                if stabilized > max {
+                    "maximum"
+                } else {
+                    "minimum"
+                }
+            ),
+            now.clone(),
+        )
+    } else {
+        cond(
+            "ScalingLimited",
+            false,
+            "DesiredWithinRange",
+            "the desired count is within the acceptable range",
+            now.clone(),
+        )
+    };
+    write_status(json!({
+        "observedGeneration": hpa.metadata.generation,
+        "currentReplicas": current,
+        "desiredReplicas": desired,
+        "currentMetrics": current_metrics,
+        "lastScaleTime": last_scale,
+        "conditions": [
+            cond("AbleToScale", true, "ReadyForNewScale", "recommended size matches current size", now.clone()),
+            cond("ScalingActive", true, "ValidMetricFound", &format!("the HPA was able to successfully calculate a replica count from {reason}"), now),
+            limit_cond,
+        ],
+    }))
+    .await?;
+    Ok(Action::requeue(ctx.config.sync_period))
+}

@@ -1,0 +1,115 @@
+//! Endpoints/EndpointSlices from Services, and the HorizontalPodAutoscaler over fed metrics.
+
+use std::time::Duration;
+
+use berth_testing::{TestCluster, TestClusterOptions};
+use berth_tests::{WAIT, create, unique, wait_for, within};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+async fn namespace(client: &Client) -> anyhow::Result<String> {
+    let ns = unique("svc");
+    create(
+        &Api::<Namespace>::all(client.clone()),
+        json!({"metadata": {"name": ns}}),
+    )
+    .await?;
+    Ok(ns)
+}
+
+fn deployment(name: &str, replicas: i32) -> serde_json::Value {
+    json!({"metadata": {"name": name}, "spec": {"replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "web",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "resources": {"requests": {"cpu": "200m"}}}]}}}})
+}
+
+#[tokio::test]
+async fn endpoints_follow_ready_pods() -> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
+        let client = cluster.client();
+        let ns = namespace(&client).await?;
+        create(&Api::<Deployment>::namespaced(client.clone(), &ns), deployment("web", 3)).await?;
+        create(&Api::<Service>::namespaced(client.clone(), &ns), json!({"metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})).await?;
+        let eps: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+        let ep = wait_for("3 ready addresses", WAIT, || async {
+            let e = eps.get_opt("web").await?;
+            Ok(e.filter(|e| e.subsets.as_ref().and_then(|s| s.first()).and_then(|s| s.addresses.as_ref()).is_some_and(|a| a.len() == 3)))
+        })
+        .await?;
+        let subset = &ep.subsets.unwrap()[0];
+        assert_eq!(subset.ports.as_ref().unwrap()[0].port, 8080, "named targetPort resolved");
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+        let slice = wait_for("the endpoint slice", WAIT, || async {
+            Ok(slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await?.items.into_iter().find(|s| s.endpoints.len() == 3))
+        })
+        .await?;
+        assert_eq!(slice.address_type, "IPv4");
+        assert!(slice.endpoints.iter().all(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true)));
+        // Scale down: endpoints follow.
+        Api::<Deployment>::namespaced(client.clone(), &ns)
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
+            .await?;
+        wait_for("1 address", WAIT, || async {
+            let e = eps.get("web").await?;
+            let n: usize = e.subsets.unwrap_or_default().iter().map(|s| s.addresses.as_ref().map_or(0, |a| a.len())).sum();
+            Ok((n == 1).then_some(()))
+        })
+        .await?;
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn autoscaler_scales_up_and_down_from_fed_metrics() -> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
+        let client = cluster.client();
+        let ns = namespace(&client).await?;
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        create(&deploys, deployment("api", 2)).await?;
+        // Twice the 50% target: 200m requested, 200m used.
+        cluster.nodes().unwrap().set_cpu_usage(&ns, &[("app", "api")], 200);
+        let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+        create(&hpas, json!({"metadata": {"name": "api"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+            "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})).await?;
+        // 2 pods at 100% of a 50% target → 4; then 4 at 100% → capped at 5.
+        wait_for("the deployment to scale up to the maximum", WAIT, || async {
+            let d = deploys.get("api").await?;
+            Ok((d.spec.unwrap().replicas == Some(5)).then_some(()))
+        })
+        .await?;
+        let h = wait_for("ScalingLimited", WAIT, || async {
+            let h = hpas.get("api").await?;
+            let limited = h.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "ScalingLimited" && c.status == "True"));
+            Ok(limited.then_some(h))
+        })
+        .await?;
+        let st = h.status.unwrap();
+        assert_eq!(st.desired_replicas, 5);
+        assert!(st.last_scale_time.is_some());
+        // Idle: scales down to the minimum after the stabilization window.
+        cluster.nodes().unwrap().set_cpu_usage(&ns, &[("app", "api")], 10);
+        wait_for("the deployment to scale down to 1", WAIT, || async {
+            let d = deploys.get("api").await?;
+            Ok((d.spec.unwrap().replicas == Some(1)).then_some(()))
+        })
+        .await?;
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}
