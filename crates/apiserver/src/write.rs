@@ -326,12 +326,12 @@ async fn admit_update(ctx: &Ctx, mut new: Value, old: &Value, part: Part) -> Res
     if !errs.is_empty() {
         return Err(invalid(ctx, &new, errs));
     }
-    crate::managed::record(
-        ctx,
-        Some(old),
-        &mut new,
-        (part == Part::Status).then_some("status"),
-    )?;
+    // Subresource writes (status, scale, binding) are recorded under their subresource.
+    let subresource = match part {
+        Part::Status => Some("status"),
+        Part::Main => ctx.req.subresource.as_deref().filter(|s| *s != "status"),
+    };
+    crate::managed::record(ctx, Some(old), &mut new, subresource)?;
     admission::on_update(ctx, &mut new, old).await?;
     Ok(new)
 }
