@@ -121,8 +121,14 @@ async fn handle(app: &App, req: Request) -> Result<Response> {
     let ctx = Ctx {
         app,
         grant,
-        headers: req.headers().clone(),
         tls: req.extensions().get::<ConnTls>().is_some_and(|t| t.0),
+        host: req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| "localhost".into()),
     };
     match route {
         Route::Base => {
@@ -154,8 +160,9 @@ async fn handle(app: &App, req: Request) -> Result<Response> {
 pub(crate) struct Ctx<'a> {
     pub app: &'a App,
     pub grant: Grant,
-    pub headers: HeaderMap,
     pub tls: bool,
+    /// The Host header, or the HTTP/2 `:authority`.
+    pub host: String,
 }
 
 impl Ctx<'_> {
@@ -226,11 +233,7 @@ impl Ctx<'_> {
     }
 
     fn default_realm(&self) -> String {
-        let host = self
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
+        let host = &self.host;
         format!("{}://{host}/token", if self.tls { "https" } else { "http" })
     }
 }

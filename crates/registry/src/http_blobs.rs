@@ -238,8 +238,11 @@ pub(crate) async fn upload(ctx: &Ctx<'_>, repo: &str, id: &str, req: Request) ->
     if s.repo != repo || s.writer.is_none() {
         return Err(RegistryError::UploadUnknown { id: id.to_owned() });
     }
-    s.last_used = std::time::Instant::now();
     let method = req.method().clone();
+    // Only requests that move data keep a session alive (status polls do not).
+    if method != Method::GET {
+        s.last_used = std::time::Instant::now();
+    }
     match method {
         Method::GET => Ok(accepted_upload(
             ctx,
