@@ -134,6 +134,7 @@ impl Runtime {
         record.pid = pid;
         record.pid_start = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
         record.log_path = log.map(|l| l.path.clone());
+        record.shim = state::proc_ppid(pid).and_then(|s| Some((s, state::proc_stat(s)?.1)));
         sd.write(&record)?;
         if let Some(pf) = &opts.pid_file {
             write_pid_file(pf, pid)?;

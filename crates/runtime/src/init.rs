@@ -294,6 +294,44 @@ pub(crate) fn clone_into(
     }
 }
 
+/// Like [`clone_into`] but with `CLONE_VM | CLONE_VFORK`: the child runs `run_init` on its
+/// own stack in the caller's memory, and the caller sleeps until the child execs or exits. No
+/// page tables are copied and no copy-on-write faults follow, which makes a foreground `run`
+/// cheaper; the caller learns the outcome from the status pipe as usual.
+pub(crate) fn clone_vfork(
+    flags: u64,
+    plan: &InitPlan,
+    st: RawFd,
+) -> std::result::Result<libc::pid_t, i32> {
+    struct Arg<'a> {
+        plan: &'a InitPlan,
+        st: RawFd,
+    }
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points at the Arg on the caller's stack, which is suspended (vfork)
+        // and so stays valid until this child execs or exits.
+        let a = unsafe { &*(arg as *const Arg) };
+        run_init(a.plan, a.st)
+    }
+    const STACK: usize = 256 * 1024;
+    let mut stack = vec![0u8; STACK];
+    // The stack grows down on every supported architecture; keep it 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + STACK) & !15;
+    let mut arg = Arg { plan, st };
+    // SAFETY: glibc's clone runs `child` on the given stack; CLONE_VFORK keeps `stack` and
+    // `arg` alive until the child no longer uses them.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top as *mut libc::c_void,
+            (flags as libc::c_int) | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut arg as *mut Arg as *mut libc::c_void,
+        )
+    };
+    drop(stack);
+    if pid < 0 { Err(errno()) } else { Ok(pid) }
+}
+
 /// Runs in the cloned child: sets up the container and execs its program, reporting on the
 /// status pipe `st`. Never returns.
 pub(crate) fn run_init(plan: &InitPlan, st: RawFd) -> ! {

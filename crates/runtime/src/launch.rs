@@ -142,12 +142,17 @@ pub(crate) fn prepare(
     };
     let process_plan = process::plan(process, program, "process")?;
 
+    let wants_cpuset = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.cpu().as_ref())
+        .is_some_and(|c| c.cpus().is_some() || c.mems().is_some());
     let cgroups_path = linux
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("/berth/{id}"));
-    let cgroup = crate::cgroups::resolve(mode, &cgroups_path)?;
+    let cgroup = crate::cgroups::resolve(mode, &cgroups_path, wants_cpuset)?;
     let fs = mounts::plan(
         spec,
         &b.dir,
@@ -197,6 +202,7 @@ pub(crate) fn prepare(
         namespaces,
         seccomp: linux.seccomp().clone(),
         log_path: None,
+        shim: None,
     };
     Ok(Prepared {
         plan: InitPlan {
@@ -320,7 +326,12 @@ pub(crate) fn spawn_direct(p: &Prepared) -> Result<i32> {
     let (r, w) = pipe()?;
     set_pid_ns(p.pid_ns.as_ref())?;
     let cg = p.plan.cgroup_dir.as_ref().map(|f| f.as_raw_fd());
-    match init::clone_into(p.plan.clone_flags, cg) {
+    // v2 needs clone3's CLONE_INTO_CGROUP; otherwise share memory until exec (vfork).
+    let cloned = match cg {
+        Some(_) => init::clone_into(p.plan.clone_flags, cg),
+        None => init::clone_vfork(p.plan.clone_flags, &p.plan, w.as_raw_fd()),
+    };
+    match cloned {
         Ok(0) => init::run_init(&p.plan, w.as_raw_fd()),
         Ok(pid) => {
             drop(w);
@@ -429,6 +440,17 @@ pub(crate) fn spawn_with_shim(p: &mut Prepared, shim: &ShimSpec) -> Result<i32> 
             let mut pidbuf = [0u8; 16];
             let n = format_pid(&mut pidbuf, pid);
             argv[2] = pidbuf[..=n].as_ptr().cast();
+            // The shim keeps the container's mount namespace referenced (an fd it never
+            // closes): when the init exits, tearing the mounts down then happens as the shim
+            // exits, after it has recorded the exit status, not before the shim learns of it.
+            let mut nspath = [0u8; 40];
+            let prefix = b"/proc/";
+            nspath[..prefix.len()].copy_from_slice(prefix);
+            nspath[prefix.len()..prefix.len() + n].copy_from_slice(&pidbuf[..n]);
+            let suffix = b"/ns/mnt\0";
+            nspath[prefix.len() + n..prefix.len() + n + suffix.len()].copy_from_slice(suffix);
+            // SAFETY: opening a NUL-terminated path; the descriptor is inherited by the shim.
+            unsafe { libc::open(nspath.as_ptr().cast(), libc::O_RDONLY) };
             // SAFETY: descriptor juggling, then execveat of the shim image with
             // NULL-terminated vectors; on failure the init is killed.
             unsafe {

@@ -59,6 +59,9 @@ pub(crate) struct Record {
     pub namespaces: Vec<(LinuxNamespaceType, Option<PathBuf>)>,
     pub seccomp: Option<LinuxSeccomp>,
     pub log_path: Option<PathBuf>,
+    /// The shim's pid and start time (detached containers).
+    #[serde(default)]
+    pub shim: Option<(i32, u64)>,
 }
 
 /// How a container exited (from the shim's exit file).
@@ -151,6 +154,12 @@ pub(crate) fn proc_stat(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// The parent pid of a live process.
+pub(crate) fn proc_ppid(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// Whether `pid` still is the process that started at `start` (and not a zombie).
 pub(crate) fn alive(pid: i32, start: u64) -> bool {
     pid > 0 && proc_stat(pid).is_some_and(|(s, t)| t == start && s != 'Z' && s != 'X')
@@ -226,7 +235,19 @@ impl StateDir {
     }
 
     pub fn status(&self, r: &Record) -> Status {
-        if self.dir.join(EXIT_FILE).exists() || !alive(r.pid, r.pid_start) {
+        let exited = || self.dir.join(EXIT_FILE).exists();
+        if exited() {
+            return Status::Stopped;
+        }
+        if !alive(r.pid, r.pid_start) {
+            // The init is gone; its shim is writing the exit record: give it a moment, so a
+            // stopped container always comes with its exit status.
+            if let Some((pid, start)) = r.shim {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+                while alive(pid, start) && !exited() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             return Status::Stopped;
         }
         if self.dir.join(FIFO).exists() {
@@ -258,11 +279,21 @@ impl StateDir {
         }
     }
 
+    /// Removes the directory. A shim may be writing the exit record into it at the same
+    /// moment (after a failed or forced stop): retry briefly until the directory is gone; once
+    /// it is, the shim's writes fail harmlessly.
     pub fn remove(&self) -> Result<()> {
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::io("remove", &self.dir, e)),
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&self.dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(RuntimeError::io("remove", &self.dir, e)),
+            }
         }
     }
 }

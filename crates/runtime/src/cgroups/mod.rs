@@ -121,9 +121,15 @@ fn join(base: &Path, rel: &str) -> PathBuf {
     base.join(rel.trim_start_matches('/'))
 }
 
+/// v1 controllers a container always joins: limits, accounting, freezing, device rules.
+const V1_CORE: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "freezer", "devices"];
+
 /// Resolves the cgroup directories for `cgroups_path` (absolute, or relative to the caller's
-/// own cgroup like runc) without creating anything.
-pub fn resolve(mode: CgroupMode, cgroups_path: &str) -> Result<Cgroup> {
+/// own cgroup like runc) without creating anything. On v1 the container joins the
+/// hierarchies of [`V1_CORE`] (and cpuset when `cpuset` is asked for); hierarchies it has no
+/// settings for (blkio, name=systemd, ...) are left alone, which saves a directory each to
+/// create and remove per container.
+pub fn resolve(mode: CgroupMode, cgroups_path: &str, cpuset: bool) -> Result<Cgroup> {
     let (v1, unified) = mounts()?;
     let use_v2 = match mode {
         CgroupMode::V2 => true,
@@ -153,6 +159,11 @@ pub fn resolve(mode: CgroupMode, cgroups_path: &str) -> Result<Cgroup> {
     let path = absolute(cgroups_path, "memory");
     let dirs = v1
         .into_iter()
+        .filter(|h| {
+            h.controllers
+                .iter()
+                .any(|c| V1_CORE.contains(&c.as_str()) || (cpuset && c == "cpuset"))
+        })
         .map(|h| {
             let p = if cgroups_path.starts_with('/') {
                 path.clone()
@@ -427,12 +438,12 @@ mod tests {
 
     #[test]
     fn resolves_absolute_and_relative_paths() {
-        let Ok(cg) = resolve(CgroupMode::Auto, "/berth-test/x") else {
+        let Ok(cg) = resolve(CgroupMode::Auto, "/berth-test/x", false) else {
             return;
         };
         assert_eq!(cg.path, "/berth-test/x");
         assert!(cg.dirs.iter().all(|d| d.dir.ends_with("berth-test/x")));
-        let rel = resolve(CgroupMode::Auto, "rel").unwrap();
+        let rel = resolve(CgroupMode::Auto, "rel", false).unwrap();
         assert!(rel.path.ends_with("/rel"));
     }
 }
