@@ -131,6 +131,25 @@ fn errors_are_runc_like_and_leave_nothing_behind() {
 
     let err = rt.fails(&["state", "no-such-container"]);
     assert!(err.contains("does not exist"), "{err}");
+    // runc's --log/--log-format: errors are appended as JSON for engines to read.
+    let log = rt.root.path().join("runtime.log");
+    let log_s = log.to_str().unwrap();
+    rt.fails(&[
+        "--log",
+        log_s,
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]);
+    let entry: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(entry["level"], "error");
+    assert!(
+        entry["msg"].as_str().unwrap().contains("does not exist"),
+        "{entry}"
+    );
+    std::fs::remove_file(&log).unwrap();
     let err = rt.fails(&["kill", "no-such-container"]);
     assert!(err.contains("does not exist"), "{err}");
     let err = rt.fails(&["create", "-b", bundle, "bad/id"]);
