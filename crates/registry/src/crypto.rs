@@ -138,6 +138,10 @@ impl<W: Write> EncryptingWriter<W> {
         Ok(())
     }
 
+    pub(crate) fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
     pub(crate) fn finish(mut self) -> io::Result<W> {
         self.seal_current(true)?;
         self.inner.flush()?;
