@@ -173,6 +173,18 @@ impl AuthState {
         }
     }
 
+    /// Whether the catalog shows `repository` to `grant`: what its identity may pull (for a
+    /// token, the permissions of the token's subject, not only the scopes it carries).
+    pub(crate) fn catalog_shows(&self, grant: &Grant, repository: &str) -> bool {
+        match grant {
+            Grant::Token(c) if !c.sub.is_empty() => self
+                .allowed(&Grant::Identity(Identity::new(c.sub.clone())), repository)
+                .contains(Actions::PULL),
+            Grant::Token(_) => self.config.anonymous_pull,
+            other => self.allowed(other, repository).contains(Actions::PULL),
+        }
+    }
+
     pub(crate) fn may_list_catalog(&self, grant: &Grant) -> bool {
         match grant {
             Grant::All => true,

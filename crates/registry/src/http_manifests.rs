@@ -201,7 +201,10 @@ pub(crate) async fn catalog(ctx: &Ctx<'_>, req: Request) -> Result<Response> {
         .meta
         .repositories()?
         .into_iter()
-        .filter(|r| ctx.allowed(r).contains(Actions::PULL))
+        .filter(|r| match &ctx.app.auth {
+            None => true,
+            Some(a) => a.catalog_shows(&ctx.grant, r),
+        })
         .collect();
     let (page, n, more) = paginate(all, &req)?;
     let link = if more {

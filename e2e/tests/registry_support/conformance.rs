@@ -1066,6 +1066,34 @@ pub async fn run(h: &Http) -> Report {
         .map(|_| ()),
     );
 
+    // ---- catalog (Docker API, not in the OCI spec): sorted, paginated with Link.
+    let r = h.req(Method::GET, "/v2/_catalog?n=1", &[], None).await;
+    let repos: Vec<Value> = r.json()["repositories"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let res = status_in(&r, &[200], "_catalog?n=1").and(expect(
+        repos.len() == 1 && r.header("link").is_some(),
+        || format!("{repos:?}, Link {:?}", r.header("link")),
+    ));
+    let res = res.and({
+        let r = h.req(Method::GET, "/v2/_catalog?n=1000", &[], None).await;
+        let all: Vec<String> = r.json()["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut sorted = all.clone();
+        sorted.sort();
+        expect(all == sorted && all.contains(&repo), || {
+            format!("catalog {all:?}")
+        })
+    });
+    s.record("extra/catalog-pagination", res);
+
     // ---- content management
     let r = h
         .req(
