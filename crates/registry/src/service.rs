@@ -70,20 +70,45 @@ pub(crate) struct Service {
     cache: Mutex<ManifestCache>,
 }
 
-/// Streams `body` into `writer`; returns how many bytes were written.
+/// Body frames are coalesced into writes of about this size (frames of chunked uploads are
+/// often a few KiB; one channel hand-off per frame would cost more than the copy).
+const COALESCE: usize = 256 * 1024;
+
+/// Streams `body` into `writer`; returns how many bytes were written. Bytes received before
+/// an error are written too (the session's offset then tells the client where to resume).
 pub(crate) async fn copy_body(body: Body, writer: &mut dyn BlobWriter) -> Result<u64> {
     let mut body = body;
     let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| RegistryError::BodyInvalid {
-            reason: format!("reading the request body: {e}"),
-        })?;
-        if let Ok(data) = frame.into_data() {
-            n += data.len() as u64;
+    let mut pending = bytes::BytesMut::new();
+    let result = loop {
+        let Some(frame) = body.frame().await else {
+            break Ok(());
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                break Err(RegistryError::BodyInvalid {
+                    reason: format!("reading the request body: {e}"),
+                });
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        n += data.len() as u64;
+        if pending.is_empty() && data.len() >= COALESCE {
             writer.write(data).await?;
+            continue;
         }
+        pending.extend_from_slice(&data);
+        if pending.len() >= COALESCE {
+            writer.write(pending.split().freeze()).await?;
+        }
+    };
+    if !pending.is_empty() {
+        writer.write(pending.freeze()).await?;
     }
-    Ok(n)
+    result.map(|()| n)
 }
 
 impl Service {
