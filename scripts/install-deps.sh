@@ -10,7 +10,7 @@ MODE="${1:-all}"
 BUILD_PKGS=(protobuf-compiler libprotobuf-dev libseccomp-dev pkg-config gcc)
 TEST_PKGS=(
   busybox-static runc crun skopeo umoci docker-registry etcd-server etcd-client
-  nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl
+  nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl openssl tar
 )
 
 missing=()
