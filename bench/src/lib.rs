@@ -3,6 +3,8 @@
 //! tool in the same run, interleaved where it can, and prints its headline figures and the
 //! ratio last. Results and the exact command go into `BENCHMARKS.md`.
 
+pub mod etcd;
+
 use std::time::Duration;
 
 /// Summary statistics of a set of samples.
