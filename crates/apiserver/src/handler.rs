@@ -144,6 +144,13 @@ async fn dispatch(state: SharedState, identity: Identity, req: Request) -> Resul
             crate::discovery::group_version(&state, &group, &version)
         }
         Target::NonResource(path) => crate::nonresource::serve(&state, &path, &parts.headers).await,
+        Target::Resource(rr) if rr.group == crate::metrics::GROUP => {
+            let provider = state.metrics_provider().ok_or(ApiError::NotFoundPath)?;
+            if rr.version != crate::metrics::VERSION {
+                return Err(ApiError::NotFoundPath);
+            }
+            crate::metrics::serve(&state, &provider, &rr, query.label_selector.as_deref()).await
+        }
         Target::Resource(rr) => {
             let res = state
                 .resources

@@ -29,6 +29,7 @@ mod handler;
 mod input;
 mod lifecycle;
 mod managed;
+pub mod metrics;
 mod negotiate;
 mod nonresource;
 mod openapi;

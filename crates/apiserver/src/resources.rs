@@ -12,6 +12,9 @@ use berth_api::{ResourceRef, builtin_resources};
 struct Inner {
     builtin: Vec<ResourceRef>,
     custom: Vec<ResourceRef>,
+    /// Served by other means than the store (metrics.k8s.io): in discovery, not routable as
+    /// stored resources.
+    extra: Vec<ResourceRef>,
     by_plural: HashMap<(String, String), ResourceRef>,
     by_kind: HashMap<(String, String), ResourceRef>,
     generation: u64,
@@ -86,7 +89,19 @@ impl Resources {
     /// Every served resource, built-in first.
     pub fn all(&self) -> Vec<ResourceRef> {
         let r = self.read();
-        r.builtin.iter().chain(r.custom.iter()).cloned().collect()
+        r.builtin
+            .iter()
+            .chain(r.custom.iter())
+            .chain(r.extra.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Sets the resources served by other means than the store (for discovery).
+    pub fn set_extra(&self, extra: Vec<berth_api::ResourceInfo>) {
+        let mut w = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        w.extra = extra.into_iter().map(std::sync::Arc::new).collect();
+        w.generation += 1;
     }
 
     /// Resources served in a group version, in discovery order.

@@ -57,6 +57,7 @@ impl ApiServer {
             auth,
             crds: crate::crd::Crds::default(),
             openapi: crate::openapi::OpenApiCache::default(),
+            metrics: Default::default(),
         });
         crate::crd::refresh(&state);
         tokio::spawn(crate::crd::run(state.clone()));
@@ -65,6 +66,16 @@ impl ApiServer {
 
     pub fn state(&self) -> &SharedState {
         &self.state
+    }
+
+    /// Plugs in the source of `metrics.k8s.io` (and makes the group discoverable).
+    pub fn set_metrics_provider(&self, provider: Arc<dyn crate::metrics::MetricsProvider>) {
+        *self
+            .state
+            .metrics
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(provider);
+        self.state.resources.set_extra(crate::metrics::resources());
     }
 
     /// The HTTP router (authentication is by request extension or bearer token).

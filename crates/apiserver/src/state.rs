@@ -16,6 +16,17 @@ pub struct ApiState {
     pub auth: crate::auth::Authenticator,
     pub crds: crate::crd::Crds,
     pub openapi: crate::openapi::OpenApiCache,
+    /// Source of `metrics.k8s.io`, when one is plugged in.
+    pub metrics: std::sync::RwLock<Option<std::sync::Arc<dyn crate::metrics::MetricsProvider>>>,
+}
+
+impl ApiState {
+    pub fn metrics_provider(&self) -> Option<std::sync::Arc<dyn crate::metrics::MetricsProvider>> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 pub type SharedState = Arc<ApiState>;

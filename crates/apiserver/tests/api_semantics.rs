@@ -256,3 +256,71 @@ async fn paginated_lists_are_consistent_at_the_first_page_revision() {
     })
     .await
 }
+
+struct FixedMetrics;
+
+#[async_trait::async_trait]
+impl berth_apiserver::metrics::MetricsProvider for FixedMetrics {
+    async fn nodes(&self) -> Vec<berth_apiserver::metrics::NodeUsage> {
+        vec![berth_apiserver::metrics::NodeUsage {
+            name: "n1".into(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            window_seconds: 10.0,
+            cpu_nanocores: 250_000_000,
+            memory_bytes: 512 * 1024 * 1024,
+        }]
+    }
+    async fn pods(&self, namespace: Option<&str>) -> Vec<berth_apiserver::metrics::PodUsage> {
+        ["default", "other"]
+            .iter()
+            .filter(|ns| namespace.is_none_or(|n| n == **ns))
+            .map(|ns| berth_apiserver::metrics::PodUsage {
+                namespace: ns.to_string(),
+                name: "web".into(),
+                timestamp: "2026-01-01T00:00:00Z".into(),
+                window_seconds: 10.0,
+                containers: vec![("app".into(), 100_000_000, 64 * 1024 * 1024)],
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_api_is_served_from_the_provider() {
+    within(async {
+        let (api, client) = server(Arc::new(MemoryStore::new())).await;
+        let get = |path: &'static str| {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get(path).body(Vec::new()).unwrap();
+                client.request::<serde_json::Value>(req).await
+            }
+        };
+        assert!(
+            get("/apis/metrics.k8s.io/v1beta1/nodes").await.is_err(),
+            "no provider, no group"
+        );
+        api.set_metrics_provider(Arc::new(FixedMetrics));
+        let groups = get("/apis").await.unwrap();
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "metrics.k8s.io")
+        );
+        let nodes = get("/apis/metrics.k8s.io/v1beta1/nodes").await.unwrap();
+        assert_eq!(nodes["items"][0]["usage"]["cpu"], "250m");
+        assert_eq!(nodes["items"][0]["usage"]["memory"], "524288Ki");
+        let pods = get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods")
+            .await
+            .unwrap();
+        assert_eq!(pods["items"].as_array().unwrap().len(), 1);
+        assert_eq!(pods["items"][0]["containers"][0]["usage"]["cpu"], "100m");
+        let one = get("/apis/metrics.k8s.io/v1beta1/namespaces/other/pods/web")
+            .await
+            .unwrap();
+        assert_eq!(one["kind"], "PodMetrics");
+    })
+    .await
+}
