@@ -76,7 +76,7 @@ pub fn resources() -> Vec<ResourceInfo> {
 }
 
 fn quantity_cpu(nanocores: u64) -> String {
-    if nanocores % 1_000_000 == 0 {
+    if nanocores.is_multiple_of(1_000_000) {
         format!("{}m", nanocores / 1_000_000)
     } else {
         format!("{nanocores}n")
@@ -84,7 +84,7 @@ fn quantity_cpu(nanocores: u64) -> String {
 }
 
 fn quantity_memory(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()
