@@ -32,7 +32,11 @@ pub fn version() -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(|l| l.trim_start_matches("etcd Version: ").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim_start_matches("etcd Version: ").to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -45,8 +49,18 @@ pub async fn start(dir: &Path) -> Result<(Etcd, etcd_client::Client)> {
     let child = Command::new("etcd")
         .args(["--name", "bench", "--data-dir"])
         .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &endpoint,
+            "--advertise-client-urls",
+            &endpoint,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", &format!("bench={peer}")])
         .args(["--quota-backend-bytes", &(8u64 << 30).to_string()])
         .args(["--logger", "zap", "--log-level", "error"])
@@ -63,7 +77,11 @@ pub async fn start(dir: &Path) -> Result<(Etcd, etcd_client::Client)> {
             return Ok((etcd, c));
         }
         if Instant::now() > deadline {
-            bail!("etcd did not come up on {} (see {})", etcd.endpoint, dir.join("etcd.log").display());
+            bail!(
+                "etcd did not come up on {} (see {})",
+                etcd.endpoint,
+                dir.join("etcd.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -34,7 +34,12 @@ impl Stats {
     }
 
     pub fn of_durations(samples: &[Duration]) -> Stats {
-        Stats::of(&samples.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>())
+        Stats::of(
+            &samples
+                .iter()
+                .map(|d| d.as_secs_f64() * 1e3)
+                .collect::<Vec<_>>(),
+        )
     }
 }
 

@@ -78,18 +78,30 @@ fn kubeconfig_field(text: &str, key: &str) -> Result<Vec<u8>> {
 fn berth_bin() -> PathBuf {
     std::env::var_os("BERTH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth")
+        })
 }
 
 async fn start_berth(dir: tempfile::TempDir) -> Result<Server> {
     let bin = berth_bin();
-    anyhow::ensure!(bin.exists(), "{} not found: build it with `cargo build --release --bin berth`", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it with `cargo build --release --bin berth`",
+        bin.display()
+    );
     let log = std::fs::File::create(dir.path().join("server.log"))?;
     let child = Command::new(&bin)
         .arg("server")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0", "--disable-agent"])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            "0",
+            "--disable-agent",
+        ])
         .env("BERTH_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -102,7 +114,10 @@ async fn start_berth(dir: tempfile::TempDir) -> Result<Server> {
         {
             break a.trim().to_string();
         }
-        anyhow::ensure!(Instant::now() < deadline, "berth server did not become ready");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "berth server did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let kc = std::fs::read_to_string(dir.path().join("kubeconfig.yaml"))?;
@@ -131,23 +146,40 @@ const CM: &str = "/api/v1/namespaces/default/configmaps";
 
 impl Server {
     async fn create(&self, path: &str, obj: &Value) -> Result<Value> {
-        let r = self.client.post(format!("{}{path}", self.base)).json(obj).send().await?;
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(obj)
+            .send()
+            .await?;
         let code = r.status();
         let v: Value = r.json().await?;
         anyhow::ensure!(code.is_success(), "create failed: {code} {v}");
         Ok(v)
     }
     async fn update(&self, mut obj: Value) -> Result<Value> {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         obj["data"]["index"] = json!("updated");
-        let r = self.client.put(format!("{}{CM}/{name}", self.base)).json(&obj).send().await?;
+        let r = self
+            .client
+            .put(format!("{}{CM}/{name}", self.base))
+            .json(&obj)
+            .send()
+            .await?;
         let code = r.status();
         let v: Value = r.json().await?;
         anyhow::ensure!(code.is_success(), "update failed: {code} {v}");
         Ok(v)
     }
     async fn get(&self, name: &str) -> Result<()> {
-        let r = self.client.get(format!("{}{CM}/{name}", self.base)).send().await?;
+        let r = self
+            .client
+            .get(format!("{}{CM}/{name}", self.base))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "get failed: {}", r.status());
         r.bytes().await?;
         Ok(())
@@ -156,9 +188,11 @@ impl Server {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<f64>().ok())
+                })
             })
             .map(|kb| kb / 1024.0)
             .unwrap_or(f64::NAN)
@@ -177,7 +211,10 @@ fn line(system: &str, phase: &str, verb: &str, d: &[Duration]) {
         return;
     }
     let s = Stats::of_durations(d);
-    println!("{system:<6} {phase:<10} {verb:<7} n={:<6} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms", s.n, s.median, s.p99, s.max);
+    println!(
+        "{system:<6} {phase:<10} {verb:<7} n={:<6} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        s.n, s.median, s.p99, s.max
+    );
 }
 
 async fn berth_paced(s: &Server, seconds: f64) -> Result<Lat> {
@@ -192,7 +229,10 @@ async fn berth_paced(s: &Server, seconds: f64) -> Result<Lat> {
         i += 1;
         let t = Instant::now();
         if let (Some(prev), true) = (last.take(), i % 2 == 0) {
-            let name = prev["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = prev["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             s.update(prev).await?;
             lat.update.push(t.elapsed());
             let g = Instant::now();
@@ -303,7 +343,11 @@ async fn fill(s: Arc<Server>, n: usize) -> Result<()> {
                 if i % 2 == 0 {
                     s.create(CM, &configmap(&format!("fill-{i}"), i)).await?;
                 } else {
-                    s.create("/api/v1/namespaces/default/secrets", &secret(&format!("fill-{i}"), i)).await?;
+                    s.create(
+                        "/api/v1/namespaces/default/secrets",
+                        &secret(&format!("fill-{i}"), i),
+                    )
+                    .await?;
                 }
             }
             anyhow::Ok(())
@@ -319,52 +363,112 @@ async fn fill(s: Arc<Server>, n: usize) -> Result<()> {
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = parse_args()?;
-    println!("bench/api: berth API server vs etcd (storage floor), {:.0}s phases, load average {}", args.seconds, load_average());
+    println!(
+        "bench/api: berth API server vs etcd (storage floor), {:.0}s phases, load average {}",
+        args.seconds,
+        load_average()
+    );
     println!("etcd {}", berth_bench::etcd::version());
 
-    let work = tempfile::Builder::new().prefix("berth-bench-api-").tempdir_in(std::env::temp_dir())?;
+    let work = tempfile::Builder::new()
+        .prefix("berth-bench-api-")
+        .tempdir_in(std::env::temp_dir())?;
     let (_etcd, mut ec) = berth_bench::etcd::start(work.path()).await?;
-    let server = Arc::new(start_berth(tempfile::Builder::new().prefix("berth-bench-api-srv-").tempdir()?).await?);
+    let server = Arc::new(
+        start_berth(
+            tempfile::Builder::new()
+                .prefix("berth-bench-api-srv-")
+                .tempdir()?,
+        )
+        .await?,
+    );
     // Warm up connections and caches.
     for i in 0..20 {
-        server.create(CM, &configmap(&format!("warm-{i}"), i)).await?;
+        server
+            .create(CM, &configmap(&format!("warm-{i}"), i))
+            .await?;
         ec.put(format!("/warm/{i}"), "x", None).await?;
     }
 
     println!("\n== paced: 20 changes/s (create and update alternating), each followed by a get");
     let e = etcd_paced(&mut ec, args.seconds).await?;
     let b = berth_paced(&server, args.seconds).await?;
-    for (n, d) in [("create", &b.create), ("update", &b.update), ("get", &b.get)] {
+    for (n, d) in [
+        ("create", &b.create),
+        ("update", &b.update),
+        ("get", &b.get),
+    ] {
         line("berth", "paced", n, d);
     }
     for (n, d) in [("put", &e.create), ("cas", &e.update), ("get", &e.get)] {
         line("etcd", "paced", n, d);
     }
 
-    println!("\n== saturation: {} clients looping create, update, get", args.clients);
+    println!(
+        "\n== saturation: {} clients looping create, update, get",
+        args.clients
+    );
     let (sat, changes) = berth_saturate(server.clone(), args.seconds, args.clients).await?;
-    for (n, d) in [("create", &sat.create), ("update", &sat.update), ("get", &sat.get)] {
+    for (n, d) in [
+        ("create", &sat.create),
+        ("update", &sat.update),
+        ("get", &sat.get),
+    ] {
         line("berth", "saturated", n, d);
     }
     println!("berth  saturated throughput: {changes:.0} changes/s");
 
-    println!("\n== memory: a fresh server, then {} objects (ConfigMaps and Secrets, ~1 KiB)", args.objects);
+    println!(
+        "\n== memory: a fresh server, then {} objects (ConfigMaps and Secrets, ~1 KiB)",
+        args.objects
+    );
     drop(server);
-    let fresh = Arc::new(start_berth(tempfile::Builder::new().prefix("berth-bench-api-mem-").tempdir()?).await?);
+    let fresh = Arc::new(
+        start_berth(
+            tempfile::Builder::new()
+                .prefix("berth-bench-api-mem-")
+                .tempdir()?,
+        )
+        .await?,
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = fresh.rss_mb();
     fill(fresh.clone(), args.objects).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss = fresh.rss_mb();
-    println!("berth RSS: {idle:.1} MB idle, {rss:.1} MB with {} objects stored", args.objects);
+    println!(
+        "berth RSS: {idle:.1} MB idle, {rss:.1} MB with {} objects stored",
+        args.objects
+    );
 
     let mutating: Vec<Duration> = b.create.iter().chain(b.update.iter()).copied().collect();
     let etcd_mut: Vec<Duration> = e.create.iter().chain(e.update.iter()).copied().collect();
     let bm = Stats::of_durations(&mutating);
     let em = Stats::of_durations(&etcd_mut);
     println!("\n== headline (load average {})", load_average());
-    println!("mutating API p99 at 20 changes/s: berth {:.2} ms (p50 {:.2} ms); etcd write p99 {:.2} ms (p50 {:.2}); ratio berth/etcd p99 {:.2} (target: berth p99 <= 10 ms)", bm.p99, bm.median, em.p99, em.median, bm.p99 / em.p99);
-    println!("saturation: {changes:.0} changes/s with {} clients; mutating p99 {:.2} ms", args.clients, Stats::of_durations(&sat.create.iter().chain(sat.update.iter()).copied().collect::<Vec<_>>()).p99);
-    println!("server RSS with {} objects: {rss:.1} MB, idle {idle:.1} MB (target <= 100 MB; k3s server 1.4-1.6 GB published)", args.objects);
+    println!(
+        "mutating API p99 at 20 changes/s: berth {:.2} ms (p50 {:.2} ms); etcd write p99 {:.2} ms (p50 {:.2}); ratio berth/etcd p99 {:.2} (target: berth p99 <= 10 ms)",
+        bm.p99,
+        bm.median,
+        em.p99,
+        em.median,
+        bm.p99 / em.p99
+    );
+    println!(
+        "saturation: {changes:.0} changes/s with {} clients; mutating p99 {:.2} ms",
+        args.clients,
+        Stats::of_durations(
+            &sat.create
+                .iter()
+                .chain(sat.update.iter())
+                .copied()
+                .collect::<Vec<_>>()
+        )
+        .p99
+    );
+    println!(
+        "server RSS with {} objects: {rss:.1} MB, idle {idle:.1} MB (target <= 100 MB; k3s server 1.4-1.6 GB published)",
+        args.objects
+    );
     Ok(())
 }
