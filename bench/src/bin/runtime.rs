@@ -53,6 +53,8 @@ fn parse_opts() -> anyhow::Result<Opts> {
         "{} not found (cargo build --release -p berth)",
         o.berth.display()
     );
+    // nsenter resets the working directory to the namespace's root: use an absolute path.
+    o.berth = std::fs::canonicalize(&o.berth)?;
     Ok(o)
 }
 
