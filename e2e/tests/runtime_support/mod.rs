@@ -120,6 +120,11 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         for d in self.cgroup_dirs() {
             let _ = std::fs::remove_dir(&d);
+            // The shared /berth-e2e parent goes once the last test's container is gone (busy
+            // while another test still has one: then that test removes it).
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
 }
