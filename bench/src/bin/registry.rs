@@ -4,7 +4,8 @@
 //! 1. skopeo push and pull of busybox (OCI layout from busybox-static), one 100 MiB layer,
 //!    and 20 × 5 MiB layers (incompressible data; a fresh repository per push and the
 //!    blob-info cache removed, so every push really uploads).
-//! 2. curl monolithic upload (POST + PUT) of 100 MiB and blob GET of 100 MiB.
+//! 2. curl monolithic upload (POST, then one PUT streaming the file with `--upload-file`)
+//!    of 100 MiB, and blob GET of 100 MiB.
 //! 3. Small requests: `GET /v2/` and manifest GET, requests/s with wrk at 16 connections.
 //!
 //! Prints medians per case and the berth/Distribution speed ratio last. Run as root with a
@@ -259,12 +260,10 @@ fn curl_upload(s: &Server, repo: &str, file: &Path, digest: &str) -> anyhow::Res
         "/dev/null",
         "-w",
         "%{http_code}",
-        "-X",
-        "PUT",
         "-H",
         "Content-Type: application/octet-stream",
-        "--data-binary",
-        &format!("@{}", file.display()),
+        "--upload-file",
+        &file.display().to_string(),
         &format!("{url}{sep}digest={digest}"),
     ]))?;
     ensure!(code.trim() == "201", "{}: upload answered {code}", s.name);
