@@ -81,6 +81,19 @@ async fn autoscaler_scales_up_and_down_from_fed_metrics() -> anyhow::Result<()> 
         create(&deploys, deployment("api", 2)).await?;
         // Twice the 50% target: 200m requested, 200m used.
         cluster.nodes().unwrap().set_cpu_usage(&ns, &[("app", "api")], 200);
+        // The same usage is served as metrics.k8s.io (what `kubectl top` reads).
+        let ar = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"),
+            "pods",
+        );
+        let pod_metrics: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+        let listed = wait_for("PodMetrics of both pods", WAIT, || async {
+            let l = pod_metrics.list(&ListParams::default().labels("app=api")).await?;
+            Ok((l.items.len() == 2).then_some(l))
+        })
+        .await?;
+        let cpu = listed.items[0].data["containers"][0]["usage"]["cpu"].as_str().unwrap_or_default().to_string();
+        assert!(cpu == "200m" || cpu == "200000000n" || cpu == "200000u", "{cpu}");
         let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
         create(&hpas, json!({"metadata": {"name": "api"}, "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},

@@ -45,7 +45,11 @@ pub fn start(
             ..Default::default()
         };
         let sim = SimulatedNodes::new(config, api.client(Identity::system("simulated-nodes")))?;
-        metrics = Some(sim.handle().metrics());
+        // Their usage is served as metrics.k8s.io (kubectl top, the autoscaler).
+        api.set_metrics_provider(sim.handle().metrics_provider());
+        metrics = Some(MetricsApiSource::shared(
+            api.client(Identity::system("controllers")),
+        ));
         tasks.spawn(boxed("simulated nodes", sim.run(shutdown.clone())));
     }
     if !disabled("controllers") {

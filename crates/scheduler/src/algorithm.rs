@@ -94,7 +94,7 @@ impl CycleState {
             .map(|t| count_by_topology(snap, &t.topology_key, |ns, l| t.matches(ns, l)).0)
             .collect();
         let mut forbidden = Vec::new();
-        for node in snap.all_nodes() {
+        for node in snap.all_nodes().filter(|_| snap.has_anti_affinity_pods()) {
             for p in node.pods.values() {
                 for t in &p.anti_affinity {
                     if t.matches(&pod.namespace, &pod.labels)

@@ -101,10 +101,15 @@ impl SchedulingQueue {
         None
     }
 
-    pub fn has_active(&self) -> bool {
-        self.active
-            .iter()
-            .any(|(_, _, k)| self.entries.get(k).is_some_and(|e| e.at == Where::Active))
+    /// Whether a pod is ready for a cycle (stale heap entries are dropped on the way).
+    pub fn has_active(&mut self) -> bool {
+        while let Some((_, _, k)) = self.active.peek() {
+            if self.entries.get(k).is_some_and(|e| e.at == Where::Active) {
+                return true;
+            }
+            self.active.pop();
+        }
+        false
     }
 
     /// Parks a pod that did not fit; it backs off exponentially. Returns whether its

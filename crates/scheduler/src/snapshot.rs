@@ -78,6 +78,8 @@ pub struct Snapshot {
     /// previous one stopped).
     order: Vec<String>,
     placements: HashMap<PodKey, Placement>,
+    /// Placed pods with required anti-affinity terms (others' cycles must honour them).
+    anti_affinity_pods: usize,
 }
 
 impl Snapshot {
@@ -134,6 +136,9 @@ impl Snapshot {
     fn place(&mut self, pod: PodInfo, node: &str, assumed: bool) {
         let key = pod.key.clone();
         self.remove_pod(&key);
+        if !pod.anti_affinity.is_empty() {
+            self.anti_affinity_pods += 1;
+        }
         let info = self
             .nodes
             .entry(node.to_string())
@@ -156,11 +161,21 @@ impl Snapshot {
         if let Some(p) = self.placements.remove(key)
             && let Some(info) = self.nodes.get_mut(&p.node)
         {
-            info.remove_pod(key);
+            if info
+                .remove_pod(key)
+                .is_some_and(|pod| !pod.anti_affinity.is_empty())
+            {
+                self.anti_affinity_pods -= 1;
+            }
             if !info.present && info.pods.is_empty() {
                 self.nodes.remove(&p.node);
             }
         }
+    }
+
+    /// Whether any placed pod has required anti-affinity terms.
+    pub fn has_anti_affinity_pods(&self) -> bool {
+        self.anti_affinity_pods > 0
     }
 
     pub fn is_assumed(&self, key: &str) -> bool {

@@ -170,6 +170,9 @@ impl TestCluster {
                 })?;
         }
         if let Some(sim) = sim {
+            cluster
+                .api
+                .set_metrics_provider(sim.handle().metrics_provider());
             let expected = sim.node_count();
             cluster.nodes = Some(sim.handle());
             let stop = cluster.shutdown.clone();

@@ -113,6 +113,8 @@ struct NodeCtl {
 struct SimPod {
     namespace: String,
     name: String,
+    node: String,
+    containers: Vec<String>,
     labels: BTreeMap<String, String>,
     cpu_annotation: Option<i64>,
 }
@@ -251,8 +253,16 @@ impl SimulatedNodesHandle {
         rules.push((namespace.to_string(), sel, milli_cpu));
     }
 
-    /// The metrics source the autoscaler can read.
+    /// The metrics source the autoscaler can read directly.
     pub fn metrics(&self) -> Arc<dyn MetricsSource> {
+        Arc::new(SimMetrics {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// The same usage as a provider for the API server's `metrics.k8s.io` (so `kubectl top`
+    /// and the autoscaler reading that API see it).
+    pub fn metrics_provider(&self) -> Arc<dyn berth_apiserver::metrics::MetricsProvider> {
         Arc::new(SimMetrics {
             shared: self.shared.clone(),
         })
@@ -460,6 +470,12 @@ impl SimulatedNodesHandle {
                     SimPod {
                         namespace: pod.namespace().unwrap_or_default(),
                         name: pod.name_any(),
+                        node: node.clone(),
+                        containers: pod
+                            .spec
+                            .iter()
+                            .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+                            .collect(),
                         labels: pod.labels().clone(),
                         cpu_annotation: ann
                             .get(ANNOTATION_CPU_USAGE)
@@ -630,6 +646,93 @@ struct SimMetrics {
     shared: Arc<Shared>,
 }
 
+impl SimMetrics {
+    /// (pod, millicores) of every running simulated pod.
+    fn usage(&self) -> Vec<(SimPod, i64)> {
+        let rules = self
+            .shared
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let pods = self.shared.pods.lock().unwrap_or_else(|p| p.into_inner());
+        pods.values()
+            .map(|p| {
+                let rule = rules
+                    .iter()
+                    .rev()
+                    .find(|(ns, s, _)| *ns == p.namespace && s.matches(&p.labels))
+                    .map(|(_, _, m)| *m);
+                (p.clone(), rule.or(p.cpu_annotation).unwrap_or(0))
+            })
+            .collect()
+    }
+}
+
+/// A fixed memory figure per simulated container (usage is not simulated for memory).
+const SIM_CONTAINER_MEMORY: u64 = 16 * 1024 * 1024;
+
+#[async_trait::async_trait]
+impl berth_apiserver::metrics::MetricsProvider for SimMetrics {
+    async fn nodes(&self) -> Vec<berth_apiserver::metrics::NodeUsage> {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut per_node: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (p, milli) in self.usage() {
+            let e = per_node.entry(p.node.clone()).or_default();
+            e.0 += milli.max(0) as u64 * 1_000_000;
+            e.1 += SIM_CONTAINER_MEMORY * p.containers.len() as u64;
+        }
+        let names: Vec<String> = self
+            .shared
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .map(|n| {
+                let (cpu, mem) = per_node.get(&n).copied().unwrap_or_default();
+                berth_apiserver::metrics::NodeUsage {
+                    name: n,
+                    timestamp: now.clone(),
+                    window_seconds: 30.0,
+                    cpu_nanocores: cpu,
+                    memory_bytes: mem,
+                }
+            })
+            .collect()
+    }
+
+    async fn pods(&self, namespace: Option<&str>) -> Vec<berth_apiserver::metrics::PodUsage> {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        self.usage()
+            .into_iter()
+            .filter(|(p, _)| namespace.is_none_or(|ns| ns == p.namespace))
+            .map(|(p, milli)| {
+                let n = p.containers.len().max(1) as u64;
+                let per = milli.max(0) as u64 * 1_000_000 / n;
+                berth_apiserver::metrics::PodUsage {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    timestamp: now.clone(),
+                    window_seconds: 30.0,
+                    containers: p
+                        .containers
+                        .iter()
+                        .map(|c| (c.clone(), per, SIM_CONTAINER_MEMORY))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
 impl MetricsSource for SimMetrics {
     fn pod_usage<'a>(
         &'a self,
@@ -637,28 +740,15 @@ impl MetricsSource for SimMetrics {
         selector: &'a Selector,
     ) -> BoxFuture<'a, berth_controllers::Result<Vec<PodUsage>>> {
         Box::pin(async move {
-            let rules = self
-                .shared
-                .usage
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let pods = self.shared.pods.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(pods
-                .values()
-                .filter(|p| p.namespace == namespace && selector.matches(&p.labels))
-                .map(|p| {
-                    let rule = rules
-                        .iter()
-                        .rev()
-                        .find(|(ns, s, _)| *ns == p.namespace && s.matches(&p.labels))
-                        .map(|(_, _, m)| *m);
-                    PodUsage {
-                        name: p.name.clone(),
-                        labels: p.labels.clone(),
-                        milli_cpu: rule.or(p.cpu_annotation).unwrap_or(0),
-                        memory: 0,
-                    }
+            Ok(self
+                .usage()
+                .into_iter()
+                .filter(|(p, _)| p.namespace == namespace && selector.matches(&p.labels))
+                .map(|(p, milli_cpu)| PodUsage {
+                    name: p.name,
+                    labels: p.labels,
+                    milli_cpu,
+                    memory: (SIM_CONTAINER_MEMORY * p.containers.len() as u64) as i64,
                 })
                 .collect())
         })
