@@ -60,3 +60,40 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Writes a root filesystem tar of the host's static busybox (with its applet links and the
+/// usual top-level directories) into `dir`, for `berth import <tar> <name>`.
+pub fn busybox_rootfs_tar(dir: &std::path::Path) -> PathBuf {
+    let root = dir.join("busybox-rootfs");
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "var/www"] {
+        std::fs::create_dir_all(root.join(d)).expect("rootfs dirs");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static is installed (scripts/install-deps.sh)");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").expect("group");
+    let tar = dir.join("busybox-rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar failed");
+    tar
+}

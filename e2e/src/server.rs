@@ -13,13 +13,24 @@ pub struct BerthServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    agent: bool,
     /// `host:port` of the API server.
     pub addr: String,
 }
 
 impl BerthServer {
-    /// Starts `berth server --disable-agent` plus `extra` flags and waits until it serves.
+    /// Starts `berth server --disable-agent` (control plane and registry, OS-assigned ports)
+    /// plus `extra` flags and waits until it serves.
     pub fn start(extra: &[&str]) -> BerthServer {
+        Self::start_with(extra, false)
+    }
+
+    /// Starts a whole node: `berth server` with its in-process agent.
+    pub fn start_node(extra: &[&str]) -> BerthServer {
+        Self::start_with(extra, true)
+    }
+
+    fn start_with(extra: &[&str], agent: bool) -> BerthServer {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -28,10 +39,22 @@ impl BerthServer {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            agent,
             addr: String::new(),
         };
         s.launch();
         s
+    }
+
+    /// Runs a `berth` CLI subcommand against this server's data dir (image commands find the
+    /// cluster registry through it); returns the output.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_DATA_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -63,8 +86,14 @@ impl BerthServer {
                 "127.0.0.1",
                 "--https-listen-port",
                 "0",
-                "--disable-agent",
+                "--registry-port",
+                "0",
             ])
+            .args(if self.agent {
+                &[][..]
+            } else {
+                &["--disable-agent"]
+            })
             .args(&self.extra)
             .env("BERTH_LOG", "info")
             .stdin(Stdio::null())

@@ -100,6 +100,8 @@ async fn start_berth(dir: tempfile::TempDir) -> Result<Server> {
             "127.0.0.1",
             "--https-listen-port",
             "0",
+            "--registry-port",
+            "0",
             "--disable-agent",
         ])
         .env("BERTH_LOG", "warn")

@@ -39,6 +39,10 @@ impl DataDir {
         Ok(DataDir { root })
     }
 
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     pub fn server_dir(&self) -> PathBuf {
         self.root.join("server")
     }

@@ -1,6 +1,7 @@
 //! The `berth` binary: clap dispatch to the subcommands. This is the only crate that chooses
 //! implementations (store backend, runtime, blob driver) and wires components together.
 
+mod cluster_registry;
 mod control_plane;
 mod datadir;
 mod datastore;

@@ -59,6 +59,9 @@ pub struct ServerArgs {
     /// running) so the control plane can be tried without containers.
     #[arg(long, default_value_t = 0)]
     pub simulated_nodes: usize,
+    /// Port of the cluster's registry (0: any free port); `--disable registry` turns it off.
+    #[arg(long, default_value_t = 5000)]
+    pub registry_port: u16,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -177,6 +180,26 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         args.simulated_nodes,
         shutdown.clone(),
     )?;
+    let registry = if args.disable.iter().any(|d| d == "registry") {
+        None
+    } else {
+        let (task, addr) = crate::cluster_registry::start(
+            &data,
+            &pki,
+            crate::cluster_registry::Settings {
+                bind: args.bind_address,
+                port: args.registry_port,
+                advertise: advertise_ip,
+                dns: &dns,
+                ips: &ips,
+                node_token: &token,
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(address = %addr, "cluster registry is ready");
+        Some(task)
+    };
     tracing::info!(address = %bound, kubeconfig = %data.kubeconfig_path().display(), "berth server is ready");
     data.write_ready(bound)?;
 
@@ -187,6 +210,13 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     control_plane.stop().await;
+    if let Some(task) = registry {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "cluster registry stopped with an error"),
+            Err(_) => tracing::warn!("cluster registry did not stop within 10s"),
+            _ => {}
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), serving_task).await;
     tracing::info!("stopped");
     Ok(())
