@@ -9,6 +9,10 @@ use crate::Error;
 pub struct SqliteConfig {
     /// The most writes committed together in one transaction (one fsync).
     pub max_batch: usize,
+    /// How long the writer may wait for more writes when fewer are queued than it committed
+    /// in its previous batch (clients still on their way back from that batch's
+    /// acknowledgements). Larger batches share one fsync; a single client never waits.
+    pub batch_wait: Duration,
     /// Reader connections kept open between reads (more are opened on demand).
     pub read_connections: usize,
     /// Committed events kept in memory for live watchers. A watcher further behind than this
@@ -23,6 +27,7 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         SqliteConfig {
             max_batch: 1024,
+            batch_wait: Duration::from_micros(200),
             read_connections: 8,
             watch_buffer: 8192,
             compaction: Some(CompactionConfig::default()),

@@ -75,6 +75,9 @@ pub(crate) struct Writer {
     hub: Arc<Hub>,
     status: Arc<Status>,
     max_batch: usize,
+    batch_wait: Duration,
+    /// Size of the previous batch (see `SqliteConfig::batch_wait`).
+    last_batch: usize,
     compaction: Option<CompactionConfig>,
     /// Last committed revision.
     revision: Revision,
@@ -122,6 +125,8 @@ impl Writer {
             hub,
             status,
             max_batch: config.max_batch,
+            batch_wait: config.batch_wait,
+            last_batch: 0,
             compaction: config.compaction.clone(),
             revision,
             compacted,
@@ -164,6 +169,18 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
+                let expect = self.last_batch.min(self.max_batch);
+                if ops.len() < expect && !self.batch_wait.is_zero() {
+                    let deadline = Instant::now() + self.batch_wait;
+                    while ops.len() < expect {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match self.rx.recv_timeout(left) {
+                            Ok(op) => ops.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                self.last_batch = ops.len();
             }
             if (!ops.is_empty() || steps_pending)
                 && let Err(fatal) = self.commit_group(ops, steps_pending)
@@ -220,7 +237,11 @@ impl Writer {
                 return Ok(());
             }
         };
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        if let Err(e) = self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+        {
             let _ = self.conn.execute_batch("ROLLBACK");
             let err = Error::backend("commit", &e);
             // If the database moved anyway, callers would be told "failed" for writes that
