@@ -137,6 +137,24 @@ async fn statefulset_starts_in_order_keeps_names_and_claims() -> anyhow::Result<
         })
         .await?;
         assert!(back.spec.unwrap().volumes.unwrap().iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == "data-db-1")));
+        // Partitioned rolling update: only ordinals >= partition get the new template.
+        sets.patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "db:2"}]}}}})))
+            .await?;
+        wait_for("db-2 on the new template, db-0 and db-1 on the old", WAIT, || async {
+            let image = |p: &Pod| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default();
+            let list = pods.list(&ListParams::default().labels("app=db")).await?.items;
+            let by_name = |n: &str| list.iter().find(|p| p.name_any() == n && running(p)).map(image);
+            Ok((by_name("db-2").as_deref() == Some("db:2")
+                && by_name("db-1").as_deref() == Some("db:1")
+                && by_name("db-0").as_deref() == Some("db:1"))
+            .then_some(()))
+        })
+        .await?;
+        let st = sets.get("db").await?.status.unwrap();
+        assert_eq!(st.updated_replicas, Some(1));
+        assert_ne!(st.current_revision, st.update_revision);
         // Scale down: highest ordinal first.
         sets.patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await?;
         wait_for("only db-0 left", WAIT, || async {

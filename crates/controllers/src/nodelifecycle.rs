@@ -229,19 +229,7 @@ impl NodeLifecycleController {
         // Which unhealthy nodes may evict now (no storm).
         let total = nodes.len();
         let unhealthy_count = unhealthy.len();
-        let rate = if total >= 2 && unhealthy_count == total {
-            0.0
-        } else if total > 0
-            && unhealthy_count as f64 / total as f64 >= self.config.unhealthy_threshold
-        {
-            if total > self.config.large_cluster_size {
-                self.config.secondary_eviction_rate
-            } else {
-                0.0
-            }
-        } else {
-            self.config.eviction_rate
-        };
+        let rate = eviction_rate(&self.config, total, unhealthy_count);
         for node in &unhealthy {
             let Some(o) = observed.get_mut(&node.name_any()) else {
                 continue;
@@ -450,6 +438,24 @@ impl NodeLifecycleController {
     }
 }
 
+/// Nodes per second that may enter eviction, given how many nodes are unhealthy: the normal
+/// rate; the secondary rate (0 in small clusters) once the unhealthy share passes the
+/// threshold; none when every node of a multi-node cluster is unhealthy (the control plane
+/// has probably lost them, not the other way round).
+fn eviction_rate(config: &NodeLifecycleConfig, total: usize, unhealthy: usize) -> f64 {
+    if total >= 2 && unhealthy == total {
+        0.0
+    } else if total > 0 && unhealthy as f64 / total as f64 >= config.unhealthy_threshold {
+        if total > config.large_cluster_size {
+            config.secondary_eviction_rate
+        } else {
+            0.0
+        }
+    } else {
+        config.eviction_rate
+    }
+}
+
 fn is_lifecycle_taint(key: &str) -> bool {
     key == TAINT_UNREACHABLE || key == TAINT_NOT_READY
 }
@@ -621,6 +627,20 @@ mod tests {
             now,
             Some(Duration::from_secs(60))
         ));
+    }
+
+    #[test]
+    fn no_eviction_storm() {
+        let c = NodeLifecycleConfig::default();
+        assert_eq!(eviction_rate(&c, 3, 1), c.eviction_rate);
+        // Most of a small cluster down: stop; of a large one: slow down.
+        assert_eq!(eviction_rate(&c, 3, 2), 0.0);
+        assert_eq!(eviction_rate(&c, 100, 60), c.secondary_eviction_rate);
+        assert_eq!(eviction_rate(&c, 100, 40), c.eviction_rate);
+        // Everything silent at once: nothing is evicted.
+        assert_eq!(eviction_rate(&c, 5000, 5000), 0.0);
+        // A lone node that goes silent: its pods have nowhere to go.
+        assert_eq!(eviction_rate(&c, 1, 1), 0.0);
     }
 
     #[test]
