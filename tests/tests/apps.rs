@@ -171,6 +171,30 @@ async fn statefulset_starts_in_order_keeps_names_and_claims() -> anyhow::Result<
 }
 
 #[tokio::test]
+async fn every_node_gets_its_own_pod_network() -> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client());
+        let cidrs = wait_for("3 nodes with a podCIDR", WAIT, || async {
+            let mut c: Vec<String> = nodes
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter_map(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
+                .collect();
+            c.sort();
+            Ok((c.len() == 3).then_some(c))
+        })
+        .await?;
+        assert_eq!(cidrs, ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]);
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn claims_bind_to_matching_volumes_or_get_one_provisioned() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::default()).await?;

@@ -308,7 +308,7 @@ async fn pods_of_a_silent_node_are_replaced_elsewhere() -> anyhow::Result<()> {
         )
         .await?;
         println!(
-            "failover took {:?} (grace period 2 s in this test)",
+            "failover took {:?} (grace period 5 s in this test)",
             started.elapsed()
         );
         let nodes: Api<Node> = Api::all(client.clone());

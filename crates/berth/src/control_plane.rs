@@ -7,7 +7,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use berth_apiserver::{ApiServer, Identity};
-use berth_controllers::{CONTROLLERS, ControlPlane, ControlPlaneConfig, MetricsApiSource};
+use berth_controllers::{
+    CONTROLLERS, ControlPlane, ControlPlaneConfig, MetricsApiSource, NodeIpamConfig,
+};
 use berth_scheduler::{Scheduler, SchedulerConfig};
 use berth_testing::{SimulatedNodes, SimulatedNodesConfig};
 use tokio::task::JoinSet;
@@ -34,6 +36,7 @@ pub fn start(
     root_ca_pem: &str,
     disable: &[String],
     simulated_nodes: usize,
+    cluster_cidr: ipnet::Ipv4Net,
     shutdown: CancellationToken,
 ) -> anyhow::Result<ControlPlaneHandle> {
     let disabled = |name: &str| disable.iter().any(|d| d == name);
@@ -55,6 +58,10 @@ pub fn start(
     if !disabled("controllers") {
         let config = ControlPlaneConfig {
             root_ca_pem: Some(root_ca_pem.to_string()),
+            node_ipam: NodeIpamConfig {
+                cluster_cidr: cluster_cidr.to_string(),
+                ..Default::default()
+            },
             disabled: CONTROLLERS
                 .iter()
                 .filter(|c| disabled(c))
@@ -80,14 +87,12 @@ pub fn start(
 impl ControlPlaneHandle {
     /// Resolves if a component stops on its own (a failure: components only stop on
     /// shutdown), with what went wrong.
-    pub fn failed(&mut self) -> impl Future<Output = String> + '_ {
-        async move {
-            match self.tasks.join_next().await {
-                Some(Ok((name, Ok(())))) => format!("the {name} stopped"),
-                Some(Ok((name, Err(e)))) => format!("the {name} failed: {e}"),
-                Some(Err(e)) => format!("a control-plane component panicked: {e}"),
-                None => std::future::pending().await,
-            }
+    pub async fn failed(&mut self) -> String {
+        match self.tasks.join_next().await {
+            Some(Ok((name, Ok(())))) => format!("the {name} stopped"),
+            Some(Ok((name, Err(e)))) => format!("the {name} failed: {e}"),
+            Some(Err(e)) => format!("a control-plane component panicked: {e}"),
+            None => std::future::pending().await,
         }
     }
 

@@ -178,6 +178,7 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         &pki.ca.cert_pem,
         &args.disable,
         args.simulated_nodes,
+        args.cluster_cidr,
         shutdown.clone(),
     )?;
     let registry = if args.disable.iter().any(|d| d == "registry") {

@@ -28,6 +28,7 @@ mod hpa;
 mod job;
 mod metrics;
 mod namespace;
+mod nodeipam;
 mod nodelifecycle;
 mod pods;
 mod queue;
@@ -57,6 +58,7 @@ pub use hpa::{HpaConfig, HpaController};
 pub use job::{JobConfig, JobController};
 pub use metrics::{MetricsApiSource, MetricsSource, PodUsage};
 pub use namespace::{NAMESPACE_FINALIZER, NamespaceConfig, NamespaceController};
+pub use nodeipam::{NodeIpamConfig, NodeIpamController};
 pub use nodelifecycle::{
     NodeLifecycleConfig, NodeLifecycleController, TAINT_NOT_READY, TAINT_UNREACHABLE,
 };
@@ -76,6 +78,7 @@ pub struct ControlPlaneConfig {
     pub gc: GcConfig,
     pub namespace: NamespaceConfig,
     pub node_lifecycle: NodeLifecycleConfig,
+    pub node_ipam: NodeIpamConfig,
     pub job: JobConfig,
     pub hpa: HpaConfig,
     pub volumes: VolumeConfig,
@@ -93,6 +96,7 @@ pub const CONTROLLERS: &[&str] = &[
     "replicaset",
     "deployment",
     "nodelifecycle",
+    "nodeipam",
     "job",
     "cronjob",
     "daemonset",
@@ -106,6 +110,7 @@ impl ControlPlaneConfig {
     pub fn validate(&self) -> Result<()> {
         self.gc.validate()?;
         self.node_lifecycle.validate()?;
+        self.node_ipam.validate()?;
         for d in &self.disabled {
             if !CONTROLLERS.contains(&d.as_str()) {
                 return Err(Error::Config {
@@ -203,6 +208,15 @@ impl ControlPlane {
             )?;
             let s = stop.clone();
             tasks.spawn(c.run(s).map(|r| ("nodelifecycle", r)));
+        }
+        if cfg.enabled("nodeipam") {
+            let c = NodeIpamController::new(
+                cfg.node_ipam.clone(),
+                self.client.clone(),
+                recorder.clone(),
+            )?;
+            let s = stop.clone();
+            tasks.spawn(c.run(s).map(|r| ("nodeipam", r)));
         }
         if cfg.enabled("job") {
             let c = JobController::new(cfg.job.clone(), self.client.clone(), recorder.clone());

@@ -64,7 +64,8 @@ pub fn fast_control_plane() -> ControlPlaneConfig {
     c.gc.discovery_interval = Duration::from_millis(500);
     c.namespace.recheck = Duration::from_millis(200);
     c.node_lifecycle.monitor_period = Duration::from_millis(200);
-    c.node_lifecycle.grace_period = Duration::from_secs(2);
+    // Short, but long enough that a test machine under load does not lose nodes.
+    c.node_lifecycle.grace_period = Duration::from_secs(5);
     c.node_lifecycle.default_toleration_cap = Some(Duration::ZERO);
     c.job.backoff_base = Duration::from_millis(200);
     c.hpa.sync_period = Duration::from_millis(300);
