@@ -1,6 +1,7 @@
 //! End-to-end: `berth server --disable-agent --simulated-nodes 3` driven by the real kubectl
 //! through the seeds' orchestration — the seeds' Deployment, Service and HPA, `rollout
-//! status`, `set image`, `rollout history`, `rollout undo`, `scale`, `create job` + `wait`,
+//! status`, `set image`, `rollout history|undo|pause|resume|restart`, `scale`, `create job` +
+//! `wait`,
 //! a NoExecute taint that moves pods away, and the scheduler's and controllers' events.
 
 use std::time::Duration;
@@ -120,6 +121,57 @@ fn seeds_roll_out_roll_back_scale_run_jobs_and_move_off_tainted_nodes() {
     assert_eq!(
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
+    );
+
+    // pause: a template change is recorded but not rolled out; resume rolls it; restart
+    // rolls a new revision of the same image.
+    let sets_before = json(&s, &["get", "rs", "-l", "app=mywebapp"])["items"]
+        .as_array()
+        .map(|a| a.len());
+    s.ok(&["rollout", "pause", "deployment/mywebapp"]);
+    s.ok(&[
+        "set",
+        "image",
+        "deployment/mywebapp",
+        "mywebapp=mywebapp:v3",
+    ]);
+    wait_until(
+        "the paused deployment to report Progressing=Unknown (DeploymentPaused)",
+        WAIT,
+        || {
+            let d = json(&s, &["get", "deployment", "mywebapp"]);
+            d["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
+                .then_some(())
+        },
+    );
+    let sets_paused = json(&s, &["get", "rs", "-l", "app=mywebapp"])["items"]
+        .as_array()
+        .map(|a| a.len());
+    assert_eq!(sets_before, sets_paused, "no new ReplicaSet while paused");
+    assert!(
+        app_pods(&s, "mywebapp")
+            .iter()
+            .all(|(_, _, i)| i == "mywebapp:latest")
+    );
+    s.ok(&["rollout", "resume", "deployment/mywebapp"]);
+    s.ok(&["rollout", "status", "deployment/mywebapp", "--timeout=90s"]);
+    wait_until("all pods on v3", WAIT, || {
+        let p = app_pods(&s, "mywebapp");
+        (p.len() == 3 && p.iter().all(|(_, _, i)| i == "mywebapp:v3")).then_some(())
+    });
+    s.ok(&["rollout", "restart", "deployment/mywebapp"]);
+    s.ok(&["rollout", "status", "deployment/mywebapp", "--timeout=90s"]);
+    let d = json(&s, &["get", "deployment", "mywebapp"]);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "5"
+    );
+    assert!(
+        !d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
     );
 
     // scale (the HPA goes first so it does not scale back to its minimum).
