@@ -1,8 +1,8 @@
 //! End-to-end: `berth server --disable-agent --simulated-nodes 3` driven by the real kubectl
 //! through the seeds' orchestration — the seeds' Deployment, Service and HPA, `rollout
 //! status`, `set image`, `rollout history|undo|pause|resume|restart`, `scale`, `create job` +
-//! `wait`,
-//! a NoExecute taint that moves pods away, and the scheduler's and controllers' events.
+//! `wait`, a NoExecute taint that moves pods away, and the scheduler's and controllers'
+//! events.
 
 use std::time::Duration;
 
