@@ -392,3 +392,63 @@ async fn unschedulable_pods_explain_why_and_a_noexecute_taint_moves_pods() -> an
     })
     .await
 }
+
+#[tokio::test]
+async fn spread_anti_affinity_and_retry_when_the_cluster_changes() -> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
+        let client = cluster.client();
+        let ns = namespace(&client).await?;
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        // Spread over the three zones, at most one per node for the anti-affine set.
+        let mut spread = deployment("spread", 6, "nginx", 1, 1);
+        spread["spec"]["template"]["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "spread"}}}]);
+        create(&deploys, spread).await?;
+        let mut solo = deployment("solo", 3, "nginx", 1, 1);
+        solo["spec"]["template"]["spec"]["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "solo"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        create(&deploys, solo).await?;
+        wait_rolled_out(&deploys, "spread").await?;
+        wait_rolled_out(&deploys, "solo").await?;
+        let per_node = |app: &'static str| {
+            let pods = pods.clone();
+            async move {
+                let mut m: HashMap<String, usize> = HashMap::new();
+                for p in pods.list(&ListParams::default().labels(&format!("app={app}"))).await?.items {
+                    if p.metadata.deletion_timestamp.is_none() {
+                        *m.entry(p.spec.and_then(|s| s.node_name).unwrap_or_default()).or_default() += 1;
+                    }
+                }
+                anyhow::Ok(m)
+            }
+        };
+        let spread_nodes = per_node("spread").await?;
+        assert_eq!(spread_nodes.len(), 3, "{spread_nodes:?}");
+        assert!(spread_nodes.values().all(|n| *n == 2), "{spread_nodes:?}");
+        let solo_nodes = per_node("solo").await?;
+        assert!(solo_nodes.len() == 3 && solo_nodes.values().all(|n| *n == 1), "{solo_nodes:?}");
+        // A fourth solo replica cannot fit...
+        deploys
+            .patch("solo", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+            .await?;
+        let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+        let ev = wait_for("the anti-affinity failure", WAIT, || async {
+            Ok(events.list(&ListParams::default()).await?.items.into_iter().find(|e| e.reason.as_deref() == Some("FailedScheduling")))
+        })
+        .await?;
+        assert!(ev.message.unwrap_or_default().contains("didn't match pod anti-affinity rules"));
+        // ...until the cluster changes: a new node, and the pending pod is retried there.
+        cluster.nodes().unwrap().add_node("extra").await?;
+        wait_for("the fourth replica on the new node", WAIT, || async {
+            let m = per_node("solo").await?;
+            Ok((m.get("extra") == Some(&1) && m.len() == 4).then_some(()))
+        })
+        .await?;
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}
