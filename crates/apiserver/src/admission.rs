@@ -85,7 +85,51 @@ fn is_crd(ctx: &Ctx) -> bool {
     ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition"
 }
 
+fn is_pod(ctx: &Ctx) -> bool {
+    ctx.res.group.is_empty() && ctx.res.kind == "Pod"
+}
+
+/// Kubernetes' DefaultTolerationSeconds admission: new pods tolerate not-ready and
+/// unreachable nodes for the configured time unless they already tolerate those taints.
+fn default_tolerations(ctx: &Ctx, pod: &mut Value) {
+    let cfg = &ctx.state.config;
+    let Some(spec) = pod.get_mut("spec").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    let slot = spec.entry("tolerations").or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = json!([]);
+    }
+    let Some(list) = slot.as_array_mut() else {
+        return;
+    };
+    for (key, seconds) in [
+        (
+            "node.kubernetes.io/not-ready",
+            cfg.default_not_ready_toleration_seconds,
+        ),
+        (
+            "node.kubernetes.io/unreachable",
+            cfg.default_unreachable_toleration_seconds,
+        ),
+    ] {
+        let covered = list.iter().any(|t| {
+            let k = t.get("key").and_then(|v| v.as_str()).unwrap_or("");
+            let effect = t.get("effect").and_then(|v| v.as_str()).unwrap_or("");
+            let exists_all =
+                k.is_empty() && t.get("operator").and_then(|v| v.as_str()) == Some("Exists");
+            (k == key || exists_all) && (effect == "NoExecute" || effect.is_empty())
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+        }
+    }
+}
+
 pub async fn on_create(ctx: &Ctx, obj: &mut Value) -> Result<Allocations> {
+    if is_pod(ctx) {
+        default_tolerations(ctx, obj);
+    }
     if is_crd(ctx) {
         crate::crd::add_cleanup_finalizer(obj);
         crate::crd::set_status(obj);

@@ -57,15 +57,79 @@ impl Identity {
     }
 }
 
-/// Identities of bearer tokens.
-#[derive(Default)]
+/// Looks up the uid of a stored object by storage key (to check that the ServiceAccount and
+/// pod a token is bound to still exist).
+pub type UidLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Identities of bearer tokens: static tokens, and ServiceAccount JWTs.
 pub struct Authenticator {
     tokens: RwLock<HashMap<String, Identity>>,
+    keys: RwLock<std::sync::Arc<crate::satokens::TokenKeys>>,
+    live: std::sync::OnceLock<UidLookup>,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Authenticator {
+            tokens: RwLock::new(HashMap::new()),
+            keys: RwLock::new(std::sync::Arc::new(crate::satokens::TokenKeys::ephemeral())),
+            live: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl Authenticator {
+    /// An authenticator with no static tokens and an in-memory service-account key.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Uses a persistent service-account signing key (PKCS#8 ECDSA P-256).
+    pub fn set_service_account_key(&self, pkcs8: &[u8]) -> bool {
+        match crate::satokens::TokenKeys::from_pkcs8(pkcs8) {
+            Some(k) => {
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn service_account_keys(&self) -> std::sync::Arc<crate::satokens::TokenKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_uid_lookup(&self, lookup: UidLookup) {
+        let _ = self.live.set(lookup);
+    }
+
+    fn service_account(&self, token: &str) -> Option<Identity> {
+        let now = jiff::Timestamp::now().as_second();
+        let claims = self
+            .service_account_keys()
+            .verify(token, crate::satokens::ISSUER, now)?;
+        let lookup = self.live.get()?;
+        let ns = &claims.kube.namespace;
+        let sa = &claims.kube.serviceaccount;
+        if lookup(&format!("/registry/core/serviceaccounts/{ns}/{}", sa.name)).as_deref()
+            != Some(sa.uid.as_str())
+        {
+            return None;
+        }
+        if let Some(pod) = &claims.kube.pod
+            && lookup(&format!("/registry/core/pods/{ns}/{}", pod.name)).as_deref()
+                != Some(pod.uid.as_str())
+        {
+            return None;
+        }
+        Some(Identity {
+            user: format!("system:serviceaccount:{ns}:{}", sa.name),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ],
+        })
     }
 
     pub fn add_token(&self, token: impl Into<String>, identity: Identity) {
@@ -85,11 +149,18 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))?
             .trim();
-        self.tokens
+        if let Some(id) = self
+            .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .cloned()
+        {
+            return Some(id.clone());
+        }
+        if token.matches('.').count() == 2 {
+            return self.service_account(token);
+        }
+        None
     }
 }
 

@@ -4,6 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
+/// berth's default for how long pods tolerate a not-ready or unreachable node before they
+/// are evicted: with node loss detected after ~8 s, replacement pods are bound elsewhere
+/// within the 15 s failover target.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 2;
+
 /// Settings of the API server component.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -17,6 +22,10 @@ pub struct ApiConfig {
     pub node_port_range: (u16, u16),
     /// Cluster DNS service IP.
     pub cluster_dns: IpAddr,
+    /// `tolerationSeconds` of the not-ready / unreachable NoExecute tolerations new pods get
+    /// (Kubernetes' DefaultTolerationSeconds admission: 300 s; berth fails over faster).
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl ApiConfig {
@@ -40,6 +49,8 @@ impl Default for ApiConfig {
             service_cidr: "10.43.0.0/16".parse().expect("valid"),
             node_port_range: (30000, 32767),
             cluster_dns: "10.43.0.10".parse().expect("valid"),
+            default_not_ready_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+            default_unreachable_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
         }
     }
 }

@@ -55,6 +55,15 @@ pub fn is_finalized(res: &ResourceInfo, obj: &Value) -> bool {
     if !meta::is_deleting(obj) || !meta::finalizers(obj).is_empty() {
         return false;
     }
+    // A graceful deletion (pods on a node) ends with the node's grace-0 delete, not with an
+    // update.
+    let grace = meta::metadata(obj)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(|g| g.as_i64())
+        .unwrap_or(0);
+    if grace > 0 {
+        return false;
+    }
     if res.group.is_empty() && res.kind == "Namespace" {
         return obj
             .pointer("/spec/finalizers")

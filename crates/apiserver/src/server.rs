@@ -59,6 +59,16 @@ impl ApiServer {
             openapi: crate::openapi::OpenApiCache::default(),
             metrics: Default::default(),
         });
+        {
+            let cache = state.cache.clone();
+            state.auth.set_uid_lookup(Box::new(move |key: &str| {
+                let rc = cache.resource_for_key(key)?;
+                let obj = rc.get(key)?.value();
+                obj.pointer("/metadata/uid")
+                    .and_then(|u| u.as_str())
+                    .map(String::from)
+            }));
+        }
         crate::crd::refresh(&state);
         tokio::spawn(crate::crd::run(state.clone()));
         Ok(ApiServer { state })

@@ -44,6 +44,7 @@ pub async fn serve(ctx: Ctx, sub: Subresource, body: Bytes) -> Result<Response> 
         (Subresource::Scale, Verb::Update | Verb::Patch) => scale_write(ctx, body).await,
         (Subresource::Finalize, Verb::Update) => finalize(ctx, body).await,
         (Subresource::Binding, Verb::Create) => binding(ctx, body).await,
+        (Subresource::Token, Verb::Create) => crate::tokenrequest::create(ctx, body).await,
         (Subresource::Eviction, Verb::Create) => eviction(ctx, body).await,
         (
             Subresource::Log
@@ -184,7 +185,9 @@ async fn binding(ctx: Ctx, body: Bytes) -> Result<Response> {
         .ok_or_else(|| ApiError::bad_request("Binding.target.name is required"))?
         .to_string();
     let name = ctx.name().to_string();
-    guaranteed_update(&ctx, &name, Part::Main, None, |old| {
+    let now = crate::codec::now_rfc3339();
+    // One write: spec.nodeName and the PodScheduled condition together.
+    guaranteed_update(&ctx, &name, Part::MainAndStatus, None, |old| {
         let old = old.ok_or_else(|| ctx.not_found(&name))?;
         if meta::is_deleting(old) {
             return Err(ctx.conflict(
@@ -204,15 +207,11 @@ async fn binding(ctx: Ctx, body: Bytes) -> Result<Response> {
         }
         let mut new = old.clone();
         new["spec"]["nodeName"] = json!(node);
-        Ok(Mutation::Write(new))
-    })
-    .await?;
-    // The PodScheduled condition is part of status.
-    let now = crate::codec::now_rfc3339();
-    guaranteed_update(&ctx, &name, Part::Status, None, |old| {
-        let mut new = old.ok_or_else(|| ctx.not_found(&name))?.clone();
         let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
         new["status"]["conditions"] = Value::Array(conds);
         Ok(Mutation::Write(new))

@@ -155,6 +155,8 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value) -> Result<Value> {
 pub enum Part {
     Main,
     Status,
+    /// The server's own writes that set spec and status together (pods/binding).
+    MainAndStatus,
 }
 
 /// The result of a mutation function inside [`guaranteed_update`].
@@ -293,6 +295,14 @@ async fn admit_update(ctx: &Ctx, mut new: Value, old: &Value, part: Part) -> Res
             new
         }
         Part::Status => lifecycle::status_update(&new, old),
+        Part::MainAndStatus => {
+            let status = new.get("status").cloned();
+            lifecycle::prepare_update(&ctx.res, &mut new, old);
+            if let (Some(st), Some(o)) = (status, new.as_object_mut()) {
+                o.insert("status".into(), st);
+            }
+            new
+        }
     };
     // deletionTimestamp cannot be set by an update, and finalizers cannot be added once set.
     if meta::is_deleting(old) {
@@ -329,7 +339,9 @@ async fn admit_update(ctx: &Ctx, mut new: Value, old: &Value, part: Part) -> Res
     // Subresource writes (status, scale, binding) are recorded under their subresource.
     let subresource = match part {
         Part::Status => Some("status"),
-        Part::Main => ctx.req.subresource.as_deref().filter(|s| *s != "status"),
+        Part::Main | Part::MainAndStatus => {
+            ctx.req.subresource.as_deref().filter(|s| *s != "status")
+        }
     };
     crate::managed::record(ctx, Some(old), &mut new, subresource)?;
     admission::on_update(ctx, &mut new, old).await?;

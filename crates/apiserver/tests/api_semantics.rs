@@ -324,3 +324,59 @@ async fn metrics_api_is_served_from_the_provider() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_authenticate_while_their_account_exists() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use tower::ServiceExt;
+    within(async {
+        let (api, client) = server(Arc::new(MemoryStore::new())).await;
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "robot"}})).unwrap();
+        sas.create(&PostParams::default(), &sa).await.unwrap();
+        let req = http::Request::post("/api/v1/namespaces/default/serviceaccounts/robot/token")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})).unwrap())
+            .unwrap();
+        let tr: serde_json::Value = client.request(req).await.expect("token request");
+        let token = tr["status"]["token"].as_str().expect("token").to_string();
+        assert!(tr["status"]["expirationTimestamp"].is_string());
+
+        let call = |token: String| {
+            let router = api.router();
+            async move {
+                let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                router.oneshot(req).await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(call(token.clone()).await, 200);
+        assert_eq!(call(format!("{token}x")).await, 401, "a tampered token is refused");
+        assert_eq!(call("nonsense".into()).await, 401);
+        sas.delete("robot", &Default::default()).await.unwrap();
+        // The token dies with its ServiceAccount (once the cache has seen the deletion).
+        let mut status = 200;
+        for _ in 0..100 {
+            status = call(token.clone()).await;
+            if status == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, 401);
+        let other: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+        sas.create(&PostParams::default(), &other).await.unwrap();
+        let short = http::Request::post("/api/v1/namespaces/default/serviceaccounts/other/token")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&json!({"spec": {"expirationSeconds": 60}})).unwrap())
+            .unwrap();
+        let err = client.request::<serde_json::Value>(short).await.unwrap_err();
+        match err {
+            kube::Error::Api(s) => assert_eq!(s.code, 422),
+            other => panic!("{other}"),
+        }
+    })
+    .await
+}

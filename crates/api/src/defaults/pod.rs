@@ -1,7 +1,8 @@
 //! Pod defaults: the PodSpec defaults every pod template gets too (DNS and restart policy,
 //! grace period, scheduler, containers, probes, volumes), the pod-only ones (requests from
 //! limits, service links, host-network ports), what Kubernetes' admission adds to new pods
-//! (service account, priority, the not-ready/unreachable tolerations) and the status a new
+//! (service account, priority; the not-ready/unreachable tolerations are the API server's
+//! admission, configurable there) and the status a new
 //! pod starts with (phase `Pending` and its QoS class).
 
 use serde_json::{Map, Value, json};
@@ -210,35 +211,6 @@ fn requests_from_limits(c: &mut Map<String, Value>) {
     }
 }
 
-/// Whether a toleration covers `key` with effect NoExecute.
-fn tolerates(tolerations: &[Value], key: &str) -> bool {
-    tolerations.iter().any(|t| {
-        let k = t.get("key").and_then(|v| v.as_str()).unwrap_or("");
-        let effect = t.get("effect").and_then(|v| v.as_str()).unwrap_or("");
-        (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
-    })
-}
-
-/// The not-ready and unreachable tolerations (300 s) of Kubernetes' DefaultTolerationSeconds
-/// admission, unless the pod already tolerates those taints.
-fn default_tolerations(spec: &mut Map<String, Value>) {
-    let slot = spec.entry("tolerations").or_insert(Value::Null);
-    if slot.is_null() {
-        *slot = json!([]);
-    }
-    let Some(list) = slot.as_array_mut() else {
-        return;
-    };
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        if !tolerates(list, key) {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-        }
-    }
-}
-
 /// The priority Kubernetes' Priority admission resolves when the pod names no class (0) or a
 /// built-in system class. Other classes are resolved by the server, which can read them.
 fn default_priority(spec: &mut Map<String, Value>) {
@@ -352,7 +324,6 @@ pub fn pod(obj: &mut Value) {
         .cloned()
         .unwrap_or(Value::Null);
     spec.insert("serviceAccount".into(), sa);
-    default_tolerations(spec);
     default_priority(spec);
 
     let qos = qos_class(&o["spec"]);
@@ -421,9 +392,6 @@ mod tests {
                 "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
                 "securityContext": {}, "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
                 "enableServiceLinks": true, "serviceAccountName": "default", "serviceAccount": "default",
-                "tolerations": [
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
                 "priority": 0, "preemptionPolicy": "PreemptLowerPriority"
             })
         );

@@ -927,7 +927,9 @@ mod tests {
 
     #[test]
     fn pod_updates_may_change_images_and_add_tolerations_only() {
-        let old = defaulted_pod(json!({"containers": [{"name": "a", "image": "x:1"}]}));
+        let mut old = defaulted_pod(json!({"containers": [{"name": "a", "image": "x:1"}]}));
+        // As the API server's admission adds them to new pods.
+        old["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]);
         let mut new = old.clone();
         new["spec"]["containers"][0]["image"] = json!("x:2");
         new["spec"]["tolerations"]
