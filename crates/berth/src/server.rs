@@ -59,6 +59,12 @@ pub struct ServerArgs {
     /// running) so the control plane can be tried without containers.
     #[arg(long, default_value_t = 0)]
     pub simulated_nodes: usize,
+    /// Seconds new pods tolerate a not-ready node before eviction (Kubernetes: 300).
+    #[arg(long, default_value_t = berth_apiserver::DEFAULT_TOLERATION_SECONDS)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds new pods tolerate an unreachable node before eviction (Kubernetes: 300).
+    #[arg(long, default_value_t = berth_apiserver::DEFAULT_TOLERATION_SECONDS)]
+    pub default_unreachable_toleration_seconds: i64,
     /// Port of the cluster's registry (0: any free port); `--disable registry` turns it off.
     #[arg(long, default_value_t = 5000)]
     pub registry_port: u16,
@@ -111,6 +117,8 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         service_cidr: args.service_cidr,
         node_port_range,
         cluster_dns: args.cluster_dns,
+        default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
     };
     let mut dns: Vec<String> = [
         "localhost",
