@@ -100,6 +100,13 @@ impl NetError {
         }
     }
 
+    pub(crate) fn api(op: impl Into<String>, source: kube::Error) -> NetError {
+        NetError::Api {
+            op: op.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub(crate) fn invalid(
         object: impl Into<String>,
         field: impl Into<String>,

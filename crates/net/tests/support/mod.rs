@@ -115,3 +115,66 @@ where
             })
     })
 }
+
+/// A TCP server in a namespace that answers every connection with its name.
+pub struct NameServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NameServer {
+    pub fn start(ns: &TestNetns, port: u16, name: &str) -> NameServer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let file = std::fs::File::open(ns.path()).expect("open netns");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = name.to_string();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(name.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                }
+            }
+        });
+        rx.recv().unwrap();
+        NameServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects from `ns` to `addr` and reads the answer; `Err` with the connect error kind.
+pub fn who(ns: &TestNetns, addr: &str) -> Result<String, std::io::ErrorKind> {
+    use std::io::Read;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    ns.run(move || {
+        let mut c =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(700))
+                .map_err(|e| e.kind())?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).map_err(|e| e.kind())?;
+        Ok(s)
+    })
+}

@@ -1,0 +1,4 @@
+//! Cluster DNS.
+
+pub mod index;
+pub mod server;
