@@ -5,6 +5,11 @@
 
 pub mod etcd;
 
+/// Benchmarks run the API server and store in process: they use the allocator the `berth`
+/// binary uses, so in-process figures match the real server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 /// Summary statistics of a set of samples.
