@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 /// mimalloc: the API server's write and watch paths allocate heavily, and glibc's malloc
-/// spent over a third of their CPU (ADR 0009).
+/// spent over a third of their CPU (ADR 0011).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
