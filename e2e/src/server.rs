@@ -90,7 +90,7 @@ impl BerthServer {
                 "0",
             ])
             .args(if self.agent {
-                &[][..]
+                &["--agent-port", "0"][..]
             } else {
                 &["--disable-agent"]
             })

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub res: ResourceRef,
     pub query: Query,
     pub headers: HeaderMap,
+    /// The connection upgrade of the request, for relayed streaming subresources.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {
@@ -133,7 +135,7 @@ fn is_public(path: &str) -> bool {
 }
 
 async fn dispatch(state: SharedState, identity: Identity, req: Request) -> Result<Response> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query())?;
     let target = request::parse(&parts.method, parts.uri.path(), query.watch);
     match target {
@@ -170,6 +172,7 @@ async fn dispatch(state: SharedState, identity: Identity, req: Request) -> Resul
                 res,
                 query,
                 headers: parts.headers,
+                upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
             };
             resource(ctx, body).await
         }

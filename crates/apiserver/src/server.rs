@@ -58,6 +58,8 @@ impl ApiServer {
             crds: crate::crd::Crds::default(),
             openapi: crate::openapi::OpenApiCache::default(),
             metrics: Default::default(),
+            node_join: Default::default(),
+            kubelet: Default::default(),
         });
         {
             let cache = state.cache.clone();
@@ -91,6 +93,14 @@ impl ApiServer {
     /// The HTTP router (authentication is by request extension or bearer token).
     pub fn router(&self) -> Router {
         Router::new()
+            .route(
+                crate::join::CACERTS_PATH,
+                axum::routing::get(crate::join::cacerts),
+            )
+            .route(
+                crate::join::JOIN_PATH,
+                axum::routing::post(crate::join::join),
+            )
             .fallback(crate::handler::handle)
             .with_state(self.state.clone())
     }

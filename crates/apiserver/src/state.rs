@@ -18,6 +18,10 @@ pub struct ApiState {
     pub openapi: crate::openapi::OpenApiCache,
     /// Source of `metrics.k8s.io`, when one is plugged in.
     pub metrics: std::sync::RwLock<Option<std::sync::Arc<dyn crate::metrics::MetricsProvider>>>,
+    /// Node joins (`/cacerts`, `/v1-berth/node-join`), when enabled.
+    pub node_join: std::sync::RwLock<Option<Arc<crate::join::NodeJoin>>>,
+    /// The client of node agents (streaming subresources, node proxy), when configured.
+    pub kubelet: std::sync::RwLock<Option<Arc<crate::kubelet::KubeletClient>>>,
 }
 
 impl ApiState {

@@ -1,6 +1,7 @@
 //! The `berth` binary: clap dispatch to the subcommands. This is the only crate that chooses
 //! implementations (store backend, runtime, blob driver) and wires components together.
 
+mod agent;
 mod cluster_registry;
 mod control_plane;
 mod datadir;
@@ -35,6 +36,13 @@ struct Cli {
 enum Command {
     /// Run a cluster node: API server, store, controllers, registry and agent.
     Server(server::ServerArgs),
+    /// Join another machine to a cluster as a node.
+    Agent(agent::AgentArgs),
+    /// Print the join token of a server's data dir (for `berth agent --token`).
+    Token {
+        #[arg(long, short = 'd', env = "BERTH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// OCI runtime with runc's verbs: create, start, run, state, kill, delete, exec, ...
     Runtime(runtime_cli::RuntimeArgs),
     /// Print the admin kubeconfig of a server's data dir.
@@ -80,6 +88,8 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.log_level.as_deref());
     match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Token { data_dir } => agent::print_token(data_dir),
         Command::Runtime(args) => std::process::exit(runtime_cli::run(args)),
         Command::Kubeconfig { data_dir } => server::print_kubeconfig(data_dir),
         Command::Registry(args) => registry_cli::run(args),

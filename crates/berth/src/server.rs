@@ -68,6 +68,9 @@ pub struct ServerArgs {
     /// Port of the cluster's registry (0: any free port); `--disable registry` turns it off.
     #[arg(long, default_value_t = 5000)]
     pub registry_port: u16,
+    /// Port of the in-process node agent's HTTPS endpoint (0: any free port).
+    #[arg(long, default_value_t = 10250)]
+    pub agent_port: u16,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -209,6 +212,22 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         tracing::info!(address = %addr, "cluster registry is ready");
         Some(task)
     };
+    let agent = crate::agent::start_in_server(
+        crate::agent::InServer {
+            api: &api,
+            pki: &pki,
+            data_root: data.root(),
+            bound,
+            bind_address: args.bind_address,
+            token: &token,
+            node_name: args.node_name.clone(),
+            agent_port: args.agent_port,
+            cluster_dns: args.cluster_dns,
+            disable_agent: args.disable_agent,
+        },
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(address = %bound, kubeconfig = %data.kubeconfig_path().display(), "berth server is ready");
     data.write_ready(bound)?;
 
@@ -219,6 +238,9 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     control_plane.stop().await;
+    if let Some(task) = agent {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
     if let Some(task) = registry {
         match tokio::time::timeout(Duration::from_secs(10), task).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "cluster registry stopped with an error"),

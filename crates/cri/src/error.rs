@@ -32,6 +32,16 @@ impl CriError {
     pub fn is_image_pull(&self) -> bool {
         matches!(self, CriError::ImagePull { .. })
     }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CriError::Unavailable { .. })
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> CriError {
+        CriError::Internal {
+            message: message.to_string(),
+        }
+    }
 }
 
 pub type Result<T, E = CriError> = std::result::Result<T, E>;

@@ -11,13 +11,55 @@ pub enum RegistryAuth {
     Bearer { token: String },
 }
 
-/// A local image: the reference asked for and what it resolved to.
+/// The runtime's name and version (`berth`, `0.1.0`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub name: String,
+    pub version: String,
+}
+
+/// Whether the runtime can run pods; `Err` carries the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    pub runtime_ready: Result<(), String>,
+    pub network_ready: Result<(), String>,
+}
+
+/// A local image as listed by [`crate::ContainerRuntime::list_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `sha256:...` of the image config (the image ID).
+    pub id: String,
+    /// `sha256:...` of the manifest.
+    pub digest: String,
+    /// Names (`registry/repo:tag`) the image is known by.
+    pub names: Vec<String>,
+    pub size_bytes: u64,
+}
+
+/// Capacity and use of a filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsInfo {
+    pub path: PathBuf,
+    pub capacity_bytes: u64,
+    pub available_bytes: u64,
+    /// Bytes used by what the runtime keeps there (images, container layers).
+    pub used_bytes: u64,
+    pub inodes: u64,
+    pub inodes_free: u64,
+}
+
+/// A local image: the reference asked for and what it resolved to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageRef {
     pub reference: String,
     /// `sha256:...` of the manifest.
     pub digest: String,
+    /// `sha256:...` of the image config (the image ID).
+    pub id: String,
     pub size_bytes: u64,
+    /// The image's user (`uid[:gid]` or a name), for `runAsNonRoot` checks.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +135,8 @@ pub enum SeccompProfile {
 pub struct SecurityContext {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
+    /// Refuse to start when the process would run as uid 0 (image user included).
+    pub run_as_non_root: bool,
     pub supplemental_groups: Vec<u32>,
     pub privileged: bool,
     pub read_only_root_filesystem: bool,
@@ -143,6 +187,7 @@ pub struct SandboxStatus {
     pub ip: Option<IpAddr>,
     pub created_at_ns: i64,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +215,7 @@ pub struct ContainerStatus {
     pub message: Option<String>,
     pub log_path: PathBuf,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Everything a runtime runs, at one moment.
