@@ -17,13 +17,45 @@ pub fn set_resource_version(obj: &mut Value, rv: Revision) {
     }
 }
 
-/// The bytes stored for an object: its JSON without `metadata.resourceVersion`.
+/// The bytes stored for an object: its JSON without `metadata.resourceVersion` (serialized
+/// directly, skipping that one field, without copying the object).
 pub fn encode_for_store(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        m.remove("resourceVersion");
+    Bytes::from(serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default())
+}
+
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => map.serialize_entry(k, &MetaWithout(meta))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+struct MetaWithout<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for MetaWithout<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let n = self.0.len() - usize::from(self.0.contains_key("resourceVersion"));
+        let mut map = s.serialize_map(Some(n))?;
+        for (k, v) in self.0 {
+            if k != "resourceVersion" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Decodes a stored value and sets its resourceVersion.

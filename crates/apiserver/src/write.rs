@@ -181,7 +181,25 @@ where
     F: FnMut(Option<&Value>) -> Result<Mutation>,
 {
     let key = ctx.key(name);
-    let mut current = ctx.state.store.get(&key).await?;
+    // Start from the watch cache's copy (as Kubernetes' GuaranteedUpdate does): the
+    // compare-and-swap rejects it if it is stale and returns the current value to retry
+    // with. The store is read only when the cache lacks the object or is older than the
+    // client's precondition.
+    let cached = ctx
+        .state
+        .cache
+        .resource(&ctx.res.key_prefix())
+        .get(&key)
+        .filter(|o| precondition.is_none_or(|p| o.rv >= p));
+    let mut current = match cached {
+        Some(o) => Some(berth_store::KeyValue {
+            key: key.clone(),
+            value: o.json.clone(),
+            create_revision: 0,
+            mod_revision: o.rv,
+        }),
+        None => ctx.state.store.get(&key).await?,
+    };
     for _ in 0..MAX_RETRIES {
         let old = match &current {
             Some(kv) => Some(crate::codec::decode_stored(&kv.value, kv.mod_revision)?),
