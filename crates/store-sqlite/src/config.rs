@@ -13,10 +13,13 @@ pub struct SqliteConfig {
     /// in its previous batch (clients still on their way back from that batch's
     /// acknowledgements). Larger batches share one fsync; a single client never waits.
     pub batch_wait: Duration,
-    /// Reader connections kept open between reads (more are opened on demand).
+    /// Reader connections kept open between reads (more are opened on demand). Each keeps
+    /// up to 2 MB of SQLite page cache; the writer up to 16 MB.
     pub read_connections: usize,
     /// Committed events kept in memory for live watchers. A watcher further behind than this
-    /// catches up from the database instead.
+    /// catches up from the database instead. The buffer holds the values of the last this
+    /// many writes, so it is kept small (the API server's watch cache is the one consumer
+    /// that must keep up).
     pub watch_buffer: usize,
     /// Automatic compaction; `None` compacts only when [`berth_store::Store::compact`] is
     /// called.
@@ -28,8 +31,8 @@ impl Default for SqliteConfig {
         SqliteConfig {
             max_batch: 1024,
             batch_wait: Duration::from_micros(200),
-            read_connections: 8,
-            watch_buffer: 8192,
+            read_connections: 4,
+            watch_buffer: 1024,
             compaction: Some(CompactionConfig::default()),
         }
     }

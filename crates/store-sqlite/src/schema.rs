@@ -68,7 +68,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -32000;
+         PRAGMA cache_size = -16000;
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(|e| Error::open(path, e))?;
@@ -97,7 +97,7 @@ pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.execute_batch(
         "PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -16000;
+         PRAGMA cache_size = -2000;
          PRAGMA query_only = 1;",
     )?;
     Ok(conn)
