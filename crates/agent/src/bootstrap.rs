@@ -188,6 +188,12 @@ pub async fn join(
     let fail = |m: String| AgentError::Join {
         server: server.to_string(),
         message: m,
+        retryable: false,
+    };
+    let retry = |m: String| AgentError::Join {
+        server: server.to_string(),
+        message: m,
+        retryable: true,
     };
     // 1. The CA, checked against the token.
     let insecure = reqwest::Client::builder()
@@ -200,10 +206,10 @@ pub async fn join(
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| fail(format!("fetching the cluster CA: {e}")))?
+        .map_err(|e| retry(format!("fetching the cluster CA: {e}")))?
         .text()
         .await
-        .map_err(|e| fail(format!("fetching the cluster CA: {e}")))?;
+        .map_err(|e| retry(format!("fetching the cluster CA: {e}")))?;
     if !ca.contains("BEGIN CERTIFICATE") {
         return Err(fail(
             "the server's /cacerts is not a PEM certificate".into(),
@@ -241,12 +247,12 @@ pub async fn join(
         })
         .send()
         .await
-        .map_err(|e| fail(format!("join request: {e}")))?;
+        .map_err(|e| retry(format!("join request: {e}")))?;
     let status = resp.status();
     let body = resp
         .bytes()
         .await
-        .map_err(|e| fail(format!("join response: {e}")))?;
+        .map_err(|e| retry(format!("join response: {e}")))?;
     if !status.is_success() {
         let msg = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -257,7 +263,12 @@ pub async fn join(
         } else {
             ""
         };
-        return Err(fail(format!("the server answered {status}: {msg}{hint}")));
+        let m = format!("the server answered {status}: {msg}{hint}");
+        return Err(if status.is_server_error() || status.as_u16() == 404 {
+            retry(m)
+        } else {
+            fail(m)
+        });
     }
     serde_json::from_slice(&body).map_err(|e| fail(format!("join response: {e}")))
 }

@@ -9,7 +9,12 @@ pub enum AgentError {
     #[error("invalid join token: {message}")]
     Token { message: String },
     #[error("joining the cluster at {server}: {message}")]
-    Join { server: String, message: String },
+    Join {
+        server: String,
+        message: String,
+        /// Trying again may succeed (the server is not reachable or not ready yet).
+        retryable: bool,
+    },
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -78,6 +83,17 @@ impl AgentError {
 
     pub fn is_conflict(&self) -> bool {
         self.api_code() == Some(409)
+    }
+
+    /// A failed join that may succeed later (as opposed to a refused token or CA).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Join {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     pub fn is_invalid(&self) -> bool {

@@ -4,8 +4,8 @@
 //! client carrying the node identity of the certificate it received.
 //!
 //! Wiring chosen here: berth's runtime and image store behind the CRI seam
-//! ([`berth_cri_oci::OciContainerRuntime`]), loopback-only pod networking until the pod
-//! network plugs in, and image pulls from the cluster registry with the node token.
+//! ([`berth_cri_oci::OciContainerRuntime`]), berth's bridge pod network and node networking
+//! (`net_node`), and image pulls from the cluster registry with the node token.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use berth_agent::{Agent, AgentConfig, Credentials, JoinToken};
 use berth_cri::ContainerRuntime;
-use berth_cri_oci::{LoopbackNetwork, OciContainerRuntime, OciRuntimeConfig};
+use berth_cri_oci::{OciContainerRuntime, OciRuntimeConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Flags follow k3s's agent where k3s has one.
@@ -50,6 +50,8 @@ pub struct AgentArgs {
     pub cluster_dns: Vec<IpAddr>,
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    #[command(flatten)]
+    pub net: crate::net_node::NodeNetArgs,
 }
 
 fn data_root(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -89,6 +91,7 @@ fn container_runtime(
     credentials: &Credentials,
     token: &str,
     cred_dir: &Path,
+    network: Arc<dyn berth_cri::PodNetwork>,
 ) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
     let ca_file = cred_dir.join("ca.crt");
     std::fs::create_dir_all(cred_dir)?;
@@ -120,7 +123,7 @@ fn container_runtime(
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 5,
         },
-        Arc::new(LoopbackNetwork),
+        network,
     )
     .context("starting the container runtime")?;
     Ok(Arc::new(rt))
@@ -149,7 +152,7 @@ async fn credentials(
                 c.save(dir, server)?;
                 return Ok(c);
             }
-            Err(e) if Instant::now() < deadline && !shutdown.is_cancelled() => {
+            Err(e) if e.is_retryable() && Instant::now() < deadline && !shutdown.is_cancelled() => {
                 tracing::warn!(error = %e, "cannot join yet; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -219,7 +222,15 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<()> {
     let creds = credentials(&args.server, &token, &node, node_ip, &cred_dir, &shutdown).await?;
     let kube_cfg = creds.kube_config(&args.server).await?;
     let client = kube::Client::try_from(kube_cfg).context("API client")?;
-    let runtime = container_runtime(&data, &creds, &token.secret, &cred_dir)?;
+    let networking =
+        crate::net_node::prepare_node(&client, &node, &data, &args.net, &shutdown).await?;
+    let runtime = container_runtime(
+        &data,
+        &creds,
+        &token.secret,
+        &cred_dir,
+        networking.pod_network.clone(),
+    )?;
     let mut config = AgentConfig::new(node, data.join("agent"), node_ip);
     config.port = args.agent_port;
     config.cluster_dns = args.cluster_dns.clone();
@@ -227,6 +238,7 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<()> {
     config.node_labels = parse_labels(&args.node_labels)?;
     let agent = Agent::new(config, client, runtime, creds)?;
     let task = tokio::spawn(agent.run(shutdown.clone()));
+    let net_task = networking.spawn(shutdown.clone());
     crate::signals::terminated().await;
     tracing::info!("stopping the agent (containers keep running)");
     shutdown.cancel();
@@ -235,6 +247,7 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<()> {
         Ok(Err(e)) => bail!("the agent panicked: {e}"),
         Err(_) => tracing::warn!("the agent did not stop within 15s"),
     }
+    let _ = tokio::time::timeout(Duration::from_secs(10), net_task).await;
     Ok(())
 }
 
@@ -268,6 +281,7 @@ pub struct InServer<'a> {
     pub agent_port: u16,
     pub cluster_dns: IpAddr,
     pub disable_agent: bool,
+    pub net: &'a crate::net_node::NodeNetArgs,
 }
 
 /// Enables node joins and the API server's access to agents (streaming, node proxy, metrics),
@@ -328,7 +342,15 @@ pub async fn start_in_server(
     let identity = berth_apiserver::Identity::from_certificate(der.as_ref())
         .context("the node's client certificate names no user")?;
     let client = s.api.client(identity);
-    let runtime = container_runtime(s.data_root, &creds, &token.secret, &cred_dir)?;
+    let networking =
+        crate::net_node::prepare_node(&client, &node, s.data_root, s.net, &shutdown).await?;
+    let runtime = container_runtime(
+        s.data_root,
+        &creds,
+        &token.secret,
+        &cred_dir,
+        networking.pod_network.clone(),
+    )?;
     let mut config = AgentConfig::new(node, s.data_root.join("agent"), node_ip);
     config.port = s.agent_port;
     config.cluster_dns = vec![s.cluster_dns];
@@ -338,7 +360,12 @@ pub async fn start_in_server(
     );
     let agent = Agent::new(config, client, runtime, creds)?;
     let mut ready = agent.ready();
-    let task = tokio::spawn(agent.run(shutdown));
+    let net_task = networking.spawn(shutdown.clone());
+    let task = tokio::spawn(async move {
+        let r = agent.run(shutdown).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), net_task).await;
+        r
+    });
     // Wait until the node is registered, so `ready` means a usable node.
     let _ = tokio::time::timeout(Duration::from_secs(60), ready.wait_for(|r| r.is_some())).await;
     Ok(Some(task))
