@@ -14,6 +14,9 @@ pub struct BerthServer {
     child: Option<Child>,
     extra: Vec<String>,
     agent: bool,
+    /// The network namespace a whole node runs in (its pod network, Service rules and DNS
+    /// live there, never in the host's namespace), removed on drop.
+    netns: Option<String>,
     /// `host:port` of the API server.
     pub addr: String,
 }
@@ -25,9 +28,50 @@ impl BerthServer {
         Self::start_with(extra, false)
     }
 
-    /// Starts a whole node: `berth server` with its in-process agent.
+    /// Starts a whole node: `berth server` with its in-process agent, inside a network
+    /// namespace of its own (only loopback), so that the node's bridge, routes, nftables
+    /// rules and DNS never touch the host's network and no packet can leave the machine.
+    /// Commands that must reach the node (kubectl, curl, `berth` image commands) run in that
+    /// namespace: use [`BerthServer::command`].
     pub fn start_node(extra: &[&str]) -> BerthServer {
         Self::start_with(extra, true)
+    }
+
+    /// A command that runs where this server's network is (inside its node namespace).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                // nsenter enters only the network namespace (`ip netns exec` would also
+                // remount /sys, hiding the cgroup hierarchies the node's runtime uses).
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Opens a TCP connection to `addr` from this server's network namespace (a socket
+    /// belongs to the namespace it was created in, so the stream works from any thread).
+    pub fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
+        let Some(ns) = self.netns.clone() else {
+            return std::net::TcpStream::connect(addr);
+        };
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            std::net::TcpStream::connect(addr)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+    }
+
+    /// The network namespace of a whole node, if it has one.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     fn start_with(extra: &[&str], agent: bool) -> BerthServer {
@@ -35,11 +79,28 @@ impl BerthServer {
             .prefix("berth-e2e-")
             .tempdir()
             .expect("temp dir");
+        let netns = agent.then(|| {
+            let name = crate::unique_name("bn");
+            let ok = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("ip")
+                    .args(["-n", &name, "link", "set", "lo", "up"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "cannot create network namespace {name} (needs root and iproute2)"
+            );
+            name
+        });
         let mut s = BerthServer {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             agent,
+            netns,
             addr: String::new(),
         };
         s.launch();
@@ -49,7 +110,7 @@ impl BerthServer {
     /// Runs a `berth` CLI subcommand against this server's data dir (image commands find the
     /// cluster registry through it); returns the output.
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin())
+        self.command(berth_bin())
             .args(args)
             .env("BERTH_DATA_DIR", self.dir.path())
             .stdin(Stdio::null())
@@ -77,7 +138,7 @@ impl BerthServer {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let mut cmd = Command::new(berth_bin());
+        let mut cmd = self.command(berth_bin());
         cmd.arg("server")
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -128,7 +189,7 @@ impl BerthServer {
 
     /// Runs kubectl with extra environment and optional stdin.
     pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.command("kubectl");
         cmd.env("KUBECONFIG", self.kubeconfig())
             .arg("--cache-dir")
             .arg(self.dir.path().join("kubectl-cache"))
@@ -190,7 +251,8 @@ impl BerthServer {
         let tls = self.dir.path().join("server/tls");
         let body_file = self.dir.path().join("curl-body");
         std::fs::write(&body_file, body).expect("write body");
-        let out = Command::new("curl")
+        let out = self
+            .command("curl")
             .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
             .arg("--cacert")
             .arg(tls.join("ca.crt"))
@@ -249,5 +311,10 @@ impl BerthServer {
 impl Drop for BerthServer {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(ns) = self.netns.take() {
+            // Everything the node created in its namespace (bridge, veths, nftables tables)
+            // goes with it.
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
     }
 }

@@ -48,7 +48,8 @@ fn app_pods(n: &Node) -> Vec<(String, String, i64)> {
 }
 
 fn kubectl_cmd(n: &Node) -> Command {
-    let mut c = Command::new("kubectl");
+    // The node runs in its own network namespace; kubectl reaches it from there.
+    let mut c = n.command("kubectl");
     c.env("KUBECONFIG", n.kubeconfig())
         .arg("--cache-dir")
         .arg(n.data_dir().join("kubectl-cache"));
@@ -166,7 +167,8 @@ fn seeds_deployment_runs_and_is_observable_and_survives_kill9() {
         n.kubeconfig().display(),
         n.data_dir().join("kubectl-cache").display()
     );
-    let script = Command::new("script")
+    let script = n
+        .command("script")
         .args(["-qec", &inner, "/dev/null"])
         .stdin(Stdio::piped())
         .output()
@@ -221,7 +223,9 @@ fn seeds_deployment_runs_and_is_observable_and_survives_kill9() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     for _ in 0..2 {
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut conn = n
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .expect("connect");
         conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
         let mut resp = String::new();
         conn.read_to_string(&mut resp).unwrap();
