@@ -49,6 +49,10 @@ pub struct ServerArgs {
     /// NodePort range.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// The store: `etcd://host:2379[,host:2379...]` for an etcd cluster; default: the
+    /// embedded store in the data dir.
+    #[arg(long)]
+    pub datastore_endpoint: Option<String>,
     /// Components not to run (e.g. `--disable registry`).
     #[arg(long)]
     pub disable: Vec<String>,
@@ -167,7 +171,7 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     );
 
     // Store.
-    let store: Arc<dyn Store> = crate::datastore::open(&data).await?;
+    let store: Arc<dyn Store> = crate::datastore::open(&data, args.datastore_endpoint.as_deref()).await?;
 
     // API server.
     let api = ApiServer::new(config, store.clone(), auth).await?;
