@@ -294,8 +294,9 @@ pub async fn start_in_server(
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["address"].as_str().map(String::from));
-    s.api
-        .enable_node_join(berth_apiserver::NodeJoin::new(s.pki.ca.clone()).with_registry(registry));
+    s.api.enable_node_join(
+        berth_apiserver::NodeJoin::new(s.pki.ca.clone()).with_registry(registry.clone()),
+    );
     let kubelet_client = s.pki.client_cert(
         "apiserver-kubelet-client",
         "system:apiserver",
@@ -331,7 +332,9 @@ pub async fn start_in_server(
     let ca = &s.pki.ca.cert_pem;
     let token = JoinToken::parse(&JoinToken::format(ca, s.token))?;
     let cred_dir = s.data_root.join("agent").join("credentials");
-    let creds = credentials(&url, &token, &node, node_ip, &cred_dir, &shutdown).await?;
+    let mut creds = credentials(&url, &token, &node, node_ip, &cred_dir, &shutdown).await?;
+    // The registry may listen elsewhere than at the first join (`--registry-port 0`).
+    creds.registry = registry;
     // The in-process client carries the identity of the node's certificate.
     let der = {
         use rustls::pki_types::CertificateDer;

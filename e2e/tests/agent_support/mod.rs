@@ -216,26 +216,9 @@ impl Node {
         n
     }
 
-    pub fn runtime_root(&self) -> PathBuf {
-        self.s.data_dir().join("agent/cri/runtime")
-    }
-
     /// Containers the node's runtime has.
     pub fn containers(&self) -> Vec<String> {
-        let out = std::process::Command::new(berth_e2e::berth_bin())
-            .arg("runtime")
-            .arg("--root")
-            .arg(self.runtime_root())
-            .args(["list", "-q"])
-            .output();
-        match out {
-            Ok(o) => String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(String::from)
-                .filter(|l| !l.is_empty())
-                .collect(),
-            Err(_) => vec![],
-        }
+        runtime_containers(self.s.data_dir())
     }
 }
 
@@ -286,6 +269,15 @@ fn remove_cgroups(node: &str) {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- server log (tail) ---\n{}", self.s.log_tail(120));
+            let pods = self.s.kubectl(&["get", "pods", "-o", "wide"]);
+            eprintln!("--- pods ---\n{}", String::from_utf8_lossy(&pods.stdout));
+            let ev = self
+                .s
+                .kubectl(&["get", "events", "--sort-by=.lastTimestamp"]);
+            eprintln!("--- events ---\n{}", String::from_utf8_lossy(&ev.stdout));
+        }
         let _ = self.s.kubectl(&[
             "delete",
             "deployments,replicasets,jobs,pods",
@@ -300,15 +292,39 @@ impl Drop for Node {
             std::thread::sleep(Duration::from_millis(200));
         }
         self.s.kill9();
-        for id in self.containers() {
-            let _ = std::process::Command::new(berth_e2e::berth_bin())
-                .arg("runtime")
-                .arg("--root")
-                .arg(self.runtime_root())
-                .args(["delete", "--force", &id])
-                .output();
-        }
-        cleanup_mounts_under(self.s.data_dir());
-        remove_cgroups(&self.name);
+        force_cleanup(self.s.data_dir(), &self.name);
     }
+}
+
+/// Containers of the agent whose data dir is `data`.
+pub fn runtime_containers(data: &Path) -> Vec<String> {
+    let out = std::process::Command::new(berth_e2e::berth_bin())
+        .arg("runtime")
+        .arg("--root")
+        .arg(data.join("agent/cri/runtime"))
+        .args(["list", "-q"])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(String::from)
+            .filter(|l| !l.is_empty())
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+/// Removes by force what an agent with data dir `data` and node name `node` left behind:
+/// containers, mounts under the data dir, the node's cgroups.
+pub fn force_cleanup(data: &Path, node: &str) {
+    for id in runtime_containers(data) {
+        let _ = std::process::Command::new(berth_e2e::berth_bin())
+            .arg("runtime")
+            .arg("--root")
+            .arg(data.join("agent/cri/runtime"))
+            .args(["delete", "--force", &id])
+            .output();
+    }
+    cleanup_mounts_under(data);
+    remove_cgroups(node);
 }

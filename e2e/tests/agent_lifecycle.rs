@@ -1,0 +1,312 @@
+//! End-to-end: container lifecycle on a real node — a failing liveness probe restarts the
+//! container and raises restartCount, a memory hog is OOMKilled, readiness gates Ready, a
+//! crashing container backs off (CrashLoopBackOff), init containers run first and in order,
+//! ConfigMaps and Secrets reach containers as environment and as files (updated in place),
+//! the downward API, and graceful termination runs preStop hooks.
+
+mod agent_support;
+
+use agent_support::*;
+use berth_e2e::wait_until;
+
+fn events(n: &Node, pod: &str) -> String {
+    n.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ])
+}
+
+#[test]
+fn probes_restarts_oom_and_readiness() {
+    let n = Node::start(&[]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    push_busybox(&n, tmp.path(), "tools:1", &["sleep", "3600"]);
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: liveness}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: tools:1
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600"]
+    livenessProbe:
+      exec: {command: ["test", "-f", "/tmp/alive"]}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: tools:1
+    command: ["tail", "/dev/zero"]
+    resources: {limits: {memory: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gated}
+spec:
+  containers:
+  - name: c
+    image: tools:1
+    readinessProbe:
+      exec: {command: ["test", "-f", "/tmp/ready"]}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - name: c
+    image: tools:1
+    command: ["sh", "-c", "echo crashing; exit 2"]
+"#,
+    );
+    // Liveness: restarted, with the reason in events and lastState.
+    let p = wait_pod(
+        &n,
+        "liveness",
+        "restarted after its liveness probe failed",
+        |p| {
+            container(p, "c")["restartCount"].as_i64().unwrap_or(0) >= 1
+                && container(p, "c")["state"]["running"].is_object()
+        },
+    );
+    let last = &container(&p, "c")["lastState"]["terminated"];
+    assert!(last["exitCode"].as_i64().is_some_and(|c| c != 0), "{p}");
+    let ev = events(&n, "liveness");
+    assert!(ev.contains("Liveness probe failed"), "{ev}");
+    assert!(
+        ev.contains("failed liveness probe, will be restarted"),
+        "{ev}"
+    );
+
+    // OOM: the memory cgroup's killer ends it.
+    let p = wait_pod(&n, "hog", "OOMKilled", |p| {
+        container(p, "c")["state"]["terminated"]["reason"] == "OOMKilled"
+    });
+    assert_eq!(phase(&p), "Failed");
+    assert_eq!(container(&p, "c")["state"]["terminated"]["exitCode"], 137);
+
+    // Readiness gates Ready, both ways.
+    let p = wait_pod(&n, "gated", "running", |p| phase(p) == "Running");
+    assert!(!ready(&p));
+    n.ok(&["exec", "gated", "--", "touch", "/tmp/ready"]);
+    wait_pod(&n, "gated", "Ready", ready);
+    n.ok(&["exec", "gated", "--", "rm", "/tmp/ready"]);
+    let p = wait_pod(&n, "gated", "not Ready again", |p| !ready(p));
+    assert_eq!(container(&p, "c")["ready"], false);
+
+    // A crashing container backs off.
+    let p = wait_pod(&n, "crasher", "CrashLoopBackOff", |p| {
+        container(p, "c")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    assert!(container(&p, "c")["restartCount"].as_i64().unwrap_or(0) >= 1);
+    assert_eq!(container(&p, "c")["lastState"]["terminated"]["exitCode"], 2);
+    assert!(n.ok(&["logs", "crasher"]).contains("crashing"));
+    assert!(
+        n.ok(&["logs", "--previous", "crasher"])
+            .contains("crashing")
+    );
+    let ev = events(&n, "crasher");
+    assert!(ev.contains("BackOff"), "{ev}");
+    let get = n.ok(&["get", "pod", "crasher"]);
+    assert!(get.contains("CrashLoopBackOff"), "{get}");
+}
+
+#[test]
+fn config_volumes_init_containers_and_termination() {
+    let n = Node::start(&[]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    push_busybox(&n, tmp.path(), "tools:1", &["sleep", "3600"]);
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello, color: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+  labels: {app: configured, tier: web}
+spec:
+  initContainers:
+  - name: first
+    image: tools:1
+    command: ["sh", "-c", "echo first >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: tools:1
+    command: ["sh", "-c", "echo second >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: tools:1
+    command: ["sh", "-c", "cat /work/order; exec sleep 3600"]
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: MEM_LIMIT_MI
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+    - name: COMBINED
+      value: "$(GREETING)-$(POD_NAME)"
+    envFrom:
+    - prefix: CFG_
+      configMapRef: {name: settings}
+    resources: {limits: {memory: 64Mi}}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: info, mountPath: /etc/info}
+    - {name: mem, mountPath: /scratch}
+    lifecycle:
+      preStop:
+        exec: {command: ["sh", "-c", "echo stopping > /work/prestop"]}
+  volumes:
+  - {name: work, hostPath: {path: WORKDIR, type: DirectoryOrCreate}}
+  - {name: cfg, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds, defaultMode: 0400}}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+"#
+        .replace("WORKDIR", tmp.path().join("work").to_str().unwrap())
+        .as_str(),
+    );
+    let p = wait_pod(&n, "configured", "Running", |p| {
+        phase(p) == "Running" && ready(p)
+    });
+    // Init containers ran first, in order, and completed.
+    let inits = p["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2);
+    for i in &inits {
+        assert_eq!(i["state"]["terminated"]["reason"], "Completed", "{i}");
+    }
+    let order = wait_until("the app's output", WAIT, || {
+        let l = n.ok(&["logs", "configured"]);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(order, "first\nsecond\n");
+    assert!(n.ok(&["logs", "configured", "-c", "first"]).is_empty());
+
+    // Environment.
+    let env = n.ok(&["exec", "configured", "--", "env"]);
+    for want in [
+        "GREETING=hello",
+        "PASSWORD=s3cret",
+        "POD_NAME=configured",
+        "MEM_LIMIT_MI=64",
+        "COMBINED=hello-configured",
+        "CFG_color=blue",
+        "KUBERNETES_SERVICE_HOST=",
+    ] {
+        assert!(env.contains(want), "{want} missing from:\n{env}");
+    }
+    // Files.
+    let cat = |path: &str| n.ok(&["exec", "configured", "--", "cat", path]);
+    assert_eq!(cat("/etc/cfg/greeting"), "hello");
+    assert_eq!(cat("/etc/sec/password"), "s3cret");
+    assert_eq!(cat("/etc/info/name"), "configured");
+    assert!(cat("/etc/info/labels").contains("tier=\"web\""));
+    let mode = n.ok(&[
+        "exec",
+        "configured",
+        "--",
+        "stat",
+        "-L",
+        "-c",
+        "%a",
+        "/etc/sec/password",
+    ]);
+    assert_eq!(mode.trim(), "400");
+    let df = n.ok(&["exec", "configured", "--", "df", "-k", "/scratch"]);
+    assert!(df.contains("tmpfs") && df.contains("8192"), "{df}");
+    let ro = n.kubectl(&[
+        "exec",
+        "configured",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /etc/cfg/new",
+    ]);
+    assert!(!ro.status.success(), "configMap volumes are read-only");
+    // Updates reach the running container in place.
+    n.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    wait_until("the configMap update in the volume", WAIT, || {
+        (cat("/etc/cfg/greeting") == "bonjour").then_some(())
+    });
+    n.ok(&["label", "pod", "configured", "tier=api", "--overwrite"]);
+    wait_until("the label change in the downward API volume", WAIT, || {
+        cat("/etc/info/labels")
+            .contains("tier=\"api\"")
+            .then_some(())
+    });
+
+    // A missing ConfigMap keeps a container waiting with CreateContainerConfigError.
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: misconfigured}
+spec:
+  containers:
+  - name: c
+    image: tools:1
+    env:
+    - name: X
+      valueFrom: {configMapKeyRef: {name: absent, key: x}}
+"#,
+    );
+    let p = wait_pod(&n, "misconfigured", "CreateContainerConfigError", |p| {
+        container(p, "c")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    assert!(
+        container(&p, "c")["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("absent")),
+        "{p}"
+    );
+
+    // Graceful deletion runs preStop and the pod goes away.
+    n.ok(&["delete", "pod", "configured", "--wait=true"]);
+    let prestop = std::fs::read_to_string(tmp.path().join("work/prestop")).unwrap_or_default();
+    assert_eq!(prestop, "stopping\n");
+}
