@@ -7,6 +7,7 @@ mod control_plane;
 mod datadir;
 mod datastore;
 mod image_cli;
+mod net_node;
 mod registry_cli;
 mod runtime_cli;
 mod runtime_tty;

@@ -75,6 +75,8 @@ pub struct ServerArgs {
     /// Port of the in-process node agent's HTTPS endpoint (0: any free port).
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
+    #[command(flatten)]
+    pub net: crate::net_node::ServerNetArgs,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -196,6 +198,18 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
         args.cluster_cidr,
         shutdown.clone(),
     )?;
+    let network = crate::net_node::start_cluster_network(
+        crate::net_node::ClusterNet {
+            client: api.client(berth_apiserver::Identity::system("network")),
+            cluster_cidr: args.cluster_cidr,
+            service_cidr: args.service_cidr,
+            cluster_dns: args.cluster_dns,
+            disable: &args.disable,
+            args: &args.net,
+        },
+        shutdown.clone(),
+    )
+    .await?;
     let registry = if args.disable.iter().any(|d| d == "registry") {
         None
     } else {
@@ -228,6 +242,7 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
             agent_port: args.agent_port,
             cluster_dns: args.cluster_dns,
             disable_agent: args.disable_agent,
+            net: &args.net.node,
         },
         shutdown.clone(),
     )
@@ -242,6 +257,7 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     control_plane.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), network).await;
     if let Some(task) = agent {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
