@@ -391,36 +391,53 @@ fn three_hosts_pods_services_dns_ingress_policy_and_cleanup() {
     // LoadBalancer, Ingress).
     exec(&c, &p2.0, &["rm", "/tmp/ready"]);
     let ready: BTreeSet<String> = [p0.0.clone(), p1.0.clone()].into();
-    wait_until("the unready pod to leave the endpoints", WAIT, || {
+    wait_until("the unready pod to leave the ready endpoints", WAIT, || {
         let s = c.ok(&[
             "get",
-            "endpoints",
-            "web",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
             "-o",
-            "jsonpath={.subsets[*].addresses[*].ip}",
+            "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]} {end}",
         ]);
         (!s.contains(&p2.2) && s.contains(&p0.2)).then_some(())
     });
-    let host = c.host("node-2");
-    let seen = answers(30, || {
-        let (code, body) = host.ns.curl(&format!("http://{cluster_ip}/"), &[]);
+    // The rules follow within moments; from then on the pod gets nothing.
+    let via_cluster_ip = || {
+        let (code, body) = c
+            .host("node-2")
+            .ns
+            .curl(&format!("http://{cluster_ip}/"), &[]);
         (code == 200).then(|| body.trim().to_string())
-    });
-    assert_eq!(seen, ready, "no ClusterIP traffic to the unready pod");
-    let seen = answers(20, || {
+    };
+    let via_node_port = || {
         let (code, body) = c
             .outside
             .curl(&format!("http://{}:30080/", c.hosts[2].ip), &[]);
         (code == 200).then(|| body.trim().to_string())
-    });
-    assert_eq!(seen, ready, "no NodePort traffic to the unready pod");
-    let seen = answers(20, || {
+    };
+    let via_ingress = || {
         let (code, b) = c
             .outside
             .curl(&format!("http://{via}/"), &["-H", "Host: a.test"]);
         (code == 200).then(|| b.trim().to_string())
-    });
-    assert_eq!(seen, ready, "no Ingress traffic to the unready pod");
+    };
+    for (what, f) in [
+        ("ClusterIP", &via_cluster_ip as &dyn Fn() -> Option<String>),
+        ("NodePort", &via_node_port),
+        ("Ingress", &via_ingress),
+    ] {
+        wait_until(
+            &format!("{what} traffic to avoid the unready pod"),
+            WAIT,
+            || (answers(6, f) == ready).then_some(()),
+        );
+        assert_eq!(
+            answers(24, f),
+            ready,
+            "no {what} traffic to the unready pod"
+        );
+    }
     exec(&c, &p2.0, &["touch", "/tmp/ready"]);
 
     // NetworkPolicy: deny every ingress to the web pods, then allow the other pods on 8080.
