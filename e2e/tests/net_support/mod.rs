@@ -190,6 +190,7 @@ pub struct Host {
     pub node: String,
     pub data: PathBuf,
     log: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -213,6 +214,15 @@ impl Host {
                 || c.try_wait().ok().flatten(),
             );
         }
+    }
+
+    /// Starts berth again with the same flags and data dir (after [`Host::kill9`] or
+    /// [`Host::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.node);
+        self.child = Some(spawn_berth(
+            &self.ns, &self.args, &self.data, &self.node, &self.log,
+        ));
     }
 
     /// SIGKILL (no shutdown path runs).
@@ -269,6 +279,26 @@ pub struct Cluster {
     pub outside: Netns,
     lan: Netns,
     pub dir: tempfile::TempDir,
+}
+
+fn spawn_berth(ns: &Netns, args: &[String], data: &Path, node: &str, log: &Path) -> Child {
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    ns.cmd(berth_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--node-name")
+        .arg(node)
+        .env("BERTH_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .expect("spawn berth")
 }
 
 impl Drop for Cluster {
@@ -407,26 +437,14 @@ impl Cluster {
         let data = self.dir.path().join(node);
         std::fs::create_dir_all(&data).unwrap();
         let log = self.dir.path().join(format!("{node}.log"));
-        let logf = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .cmd(berth_bin())
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--node-name")
-            .arg(node)
-            .env("BERTH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn berth");
+        let child = spawn_berth(&ns, args, &data, node, &log);
         self.hosts.push(Host {
             ns,
             ip: ip.to_string(),
             node: node.to_string(),
             data,
             log,
+            args: args.to_vec(),
             child: Some(child),
         });
     }
