@@ -10,7 +10,7 @@ MODE="${1:-all}"
 BUILD_PKGS=(protobuf-compiler libprotobuf-dev libseccomp-dev pkg-config gcc)
 TEST_PKGS=(
   busybox-static runc crun skopeo umoci docker-registry etcd-server etcd-client
-  nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl openssl tar
+  nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl openssl tar nginx
 )
 
 missing=()
@@ -34,9 +34,16 @@ fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts some daemons on install; berth's tests run their own instances on loopback.
-for svc in docker-registry etcd; do
+# Debian starts some daemons on install (docker-registry, etcd, nginx on the host's port 80);
+# berth's tests and benchmarks run their own instances. policy-rc.d forbids starting any.
+policy=/usr/sbin/policy-rc.d
+had_policy=0
+[ -e "$policy" ] && had_policy=1
+if [ "$had_policy" -eq 0 ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"; fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ "$had_policy" -eq 0 ] && rm -f "$policy"; exit 1; }
+[ "$had_policy" -eq 0 ] && rm -f "$policy"
+# Stop the system instances in case a policy was already in place and let them start (only
+# the services' own init scripts: test processes of the same name are left alone).
+for svc in docker-registry etcd nginx; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
-  pkill -x "$svc" >/dev/null 2>&1 || true
 done
