@@ -173,7 +173,8 @@ async fn serve(args: ServerArgs, data: DataDir) -> anyhow::Result<()> {
     );
 
     // Store.
-    let store: Arc<dyn Store> = crate::datastore::open(&data, args.datastore_endpoint.as_deref()).await?;
+    let store: Arc<dyn Store> =
+        crate::datastore::open(&data, args.datastore_endpoint.as_deref()).await?;
 
     // API server.
     let api = ApiServer::new(config, store.clone(), auth).await?;
