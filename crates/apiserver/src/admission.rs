@@ -324,13 +324,13 @@ async fn allocate_service(
             let net = st.config.service_cidr;
             let size = 1u32 << (32 - net.prefix_len());
             let base = u32::from(net.network());
-            let start = rand::random_range(2..size.saturating_sub(1).max(3));
+            // Offsets 0 (network) and 1 (the `kubernetes` Service) and the broadcast
+            // address are never handed out.
+            let usable = size.saturating_sub(3) as u64;
+            let band = static_band(usable, 16, 256);
             let mut found = None;
-            for i in 0..size {
-                let off = (start + i) % size;
-                if off < 2 || off == size - 1 {
-                    continue;
-                }
+            for k in dynamic_order(usable, band) {
+                let off = k as u32 + 2;
                 let cand = Ipv4Addr::from(base + off).to_string();
                 if claim(st, format!("{IP_PREFIX}{cand}"), owner.clone(), alloc, dry).await? {
                     found = Some(cand);
@@ -453,11 +453,11 @@ async fn allocate_service(
                 current
             }
         } else {
-            let span = (hi - lo + 1) as i64;
-            let start = rand::random_range(0..span);
+            let span = (hi - lo + 1) as u64;
+            let band = static_band(span, 32, 128);
             let mut found = None;
-            for k in 0..span {
-                let cand = lo as i64 + (start + k) % span;
+            for k in dynamic_order(span, band) {
+                let cand = lo as i64 + k as i64;
                 if old_ports.contains(&cand) {
                     continue;
                 }
@@ -493,4 +493,54 @@ async fn allocate_service(
         }
     }
     Ok(())
+}
+
+/// The size of the lower band of a range of `size` values that dynamic allocation leaves for
+/// values users ask for by name, as Kubernetes sizes it (ClusterIPs: `size/16` within
+/// 16..=256; NodePorts: `size/32` within 16..=128). A Service that asks for an address or
+/// port in that band only collides with another that asked for the same one.
+fn static_band(size: u64, divisor: u64, max: u64) -> u64 {
+    if size < 16 {
+        return 0;
+    }
+    (size / divisor).clamp(16, max).min(size)
+}
+
+/// Offsets `0..size` in the order dynamic allocation tries them: the upper band
+/// (`band..size`) from a random start, then the lower band from a random start.
+fn dynamic_order(size: u64, band: u64) -> impl Iterator<Item = u64> {
+    let upper = size - band;
+    let up_start = if upper > 0 {
+        rand::random_range(0..upper)
+    } else {
+        0
+    };
+    let low_start = if band > 0 {
+        rand::random_range(0..band)
+    } else {
+        0
+    };
+    (0..upper)
+        .map(move |k| band + (up_start + k) % upper)
+        .chain((0..band).map(move |k| (low_start + k) % band))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_allocation_prefers_the_upper_band_and_covers_everything() {
+        assert_eq!(static_band(2768, 32, 128), 86);
+        assert_eq!(static_band(65533, 16, 256), 256);
+        assert_eq!(static_band(253, 16, 256), 16);
+        assert_eq!(static_band(5, 16, 256), 0);
+        let order: Vec<u64> = dynamic_order(100, 16).collect();
+        assert!(order[..84].iter().all(|&o| o >= 16));
+        assert!(order[84..].iter().all(|&o| o < 16));
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(dynamic_order(5, 0).count(), 5);
+    }
 }

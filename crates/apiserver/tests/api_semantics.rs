@@ -48,11 +48,12 @@ async fn concurrent_services_get_distinct_cluster_ips_and_node_ports() {
                     "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}, {"port": 443, "name": "https"}]}}))
                 .unwrap();
                 let s = if i % 10 == 0 {
-                    // some ask for specific ports and IPs too
+                    // some ask for specific ports and IPs too, in the bands dynamic
+                    // allocation leaves for them
                     let mut v = serde_json::to_value(&s).unwrap();
                     v["spec"]["ports"][0]["name"] = json!("http");
                     v["spec"]["ports"][0]["nodePort"] = json!(30000 + i);
-                    v["spec"]["clusterIP"] = json!(format!("10.43.200.{i}"));
+                    v["spec"]["clusterIP"] = json!(format!("10.43.0.{}", 100 + i));
                     serde_json::from_value(v).unwrap()
                 } else {
                     let mut v = serde_json::to_value(&s).unwrap();
@@ -79,7 +80,7 @@ async fn concurrent_services_get_distinct_cluster_ips_and_node_ports() {
         // A taken IP or port is refused with a field error, and the release after delete
         // makes it available again.
         let taken: Service = serde_json::from_value(json!({"metadata": {"name": "dup"},
-            "spec": {"clusterIP": "10.43.200.0", "ports": [{"port": 80}]}})).unwrap();
+            "spec": {"clusterIP": "10.43.0.100", "ports": [{"port": 80}]}})).unwrap();
         let err = svcs.create(&PostParams::default(), &taken).await.unwrap_err();
         match err {
             kube::Error::Api(s) => {
