@@ -12,7 +12,7 @@
 //! misses nor repeats an event.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use berth_store::{ListRequest, Revision, Store, WatchEvent};
@@ -110,9 +110,6 @@ impl EventType {
             EventType::Deleted => "DELETED",
         }
     }
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// A change of one object, shared by every watcher of its resource.
@@ -122,28 +119,31 @@ pub struct Change {
     pub obj: Arc<CachedObject>,
     /// The object before the change (None for creations).
     pub prev: Option<Arc<CachedObject>>,
-    encoded: [OnceLock<Bytes>; 3],
 }
 
 impl Change {
     fn new(kind: EventType, obj: Arc<CachedObject>, prev: Option<Arc<CachedObject>>) -> Change {
-        Change {
-            kind,
-            obj,
-            prev,
-            encoded: Default::default(),
-        }
+        Change { kind, obj, prev }
     }
 
     pub fn rv(&self) -> Revision {
         self.obj.rv
     }
 
-    /// The JSON watch-event line for this change sent as `as_type`, encoded once.
-    pub fn json_line(&self, as_type: EventType) -> Bytes {
-        self.encoded[as_type.index()]
-            .get_or_init(|| encode_event(as_type.as_str(), &self.obj.json))
-            .clone()
+    /// The JSON watch-event line for this change sent as `as_type`, as three chunks: static
+    /// framing around the object's JSON, which was encoded once when the change was applied
+    /// and is shared (reference-counted, not copied) by every watcher and the history.
+    pub fn json_line(&self, as_type: EventType) -> [Bytes; 3] {
+        let head: &'static [u8] = match as_type {
+            EventType::Added => b"{\"type\":\"ADDED\",\"object\":",
+            EventType::Modified => b"{\"type\":\"MODIFIED\",\"object\":",
+            EventType::Deleted => b"{\"type\":\"DELETED\",\"object\":",
+        };
+        [
+            Bytes::from_static(head),
+            self.obj.json.clone(),
+            Bytes::from_static(b"}\n"),
+        ]
     }
 }
 
@@ -594,8 +594,12 @@ mod tests {
             assert_eq!(w.initial.len(), 1);
             assert_eq!(w.initial[0].kind, EventType::Added);
             assert_eq!(w.initial[0].obj.name, "b");
-            let line = w.initial[0].json_line(EventType::Added);
+            let parts = w.initial[0].json_line(EventType::Added);
+            let line: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
             assert!(line.starts_with(b"{\"type\":\"ADDED\",\"object\":{"));
+            assert!(line.ends_with(b"}\n"));
+            // The object's bytes are the cached ones, not a copy.
+            assert_eq!(parts[1].as_ptr(), w.initial[0].obj.json.as_ptr());
             // paging
             let (p1, more, at) = rc.list("/registry/core/pods/", None, 1, |_| true);
             assert!(more);

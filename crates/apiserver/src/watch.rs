@@ -225,8 +225,13 @@ impl Watcher {
             _ => return Ok(()),
         };
         let converted = self.version != self.ctx.res.storage_version;
+        if matches!(self.output, Output::Json | Output::Yaml) && !converted {
+            for part in c.json_line(as_type) {
+                tx.send(Ok(part)).await.map_err(|_| ())?;
+            }
+            return Ok(());
+        }
         let line = match self.output {
-            Output::Json | Output::Yaml if !converted => c.json_line(as_type),
             Output::Json | Output::Yaml => {
                 let obj =
                     crate::versions::from_storage(&self.ctx.res, &self.version, c.obj.value())

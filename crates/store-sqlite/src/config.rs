@@ -14,7 +14,8 @@ pub struct SqliteConfig {
     /// acknowledgements). Larger batches share one fsync; a single client never waits.
     pub batch_wait: Duration,
     /// Reader connections kept open between reads (more are opened on demand). Each keeps
-    /// up to 2 MB of SQLite page cache; the writer up to 16 MB.
+    /// up to 2 MB of SQLite page cache; the writer up to 4 MB (the OS page cache serves the
+    /// rest without counting against the server's RSS).
     pub read_connections: usize,
     /// Committed events kept in memory for live watchers. A watcher further behind than this
     /// catches up from the database instead. The buffer holds the values of the last this

@@ -68,7 +68,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -16000;
+         PRAGMA cache_size = -4000;
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(|e| Error::open(path, e))?;
