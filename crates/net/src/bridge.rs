@@ -15,7 +15,6 @@ use std::sync::{Arc, RwLock};
 use berth_cri::{NetworkAttachment, PodNetwork};
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
-use tokio::sync::OnceCell;
 
 use crate::error::{NetError, Result};
 use crate::ipam::{Ipam, Lease};
@@ -82,12 +81,27 @@ struct NodeNet {
     mtu: u32,
 }
 
+/// Exclusive use of the node-side netlink handle.
+struct Netlink<'a> {
+    _guard: tokio::sync::MutexGuard<'a, Option<Handle>>,
+    handle: Handle,
+}
+
+impl std::ops::Deref for Netlink<'_> {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
 /// The bridge pod network of one node.
 pub struct BridgeNetwork {
     config: PodNetworkConfig,
     ipam: Ipam,
     node: RwLock<Option<NodeNet>>,
-    handle: OnceCell<Handle>,
+    /// The node-side netlink connection; one request at a time (a netlink socket refuses
+    /// a second dump while one is in progress).
+    netlink: tokio::sync::Mutex<Option<Handle>>,
     /// Serialises node-level (re)configuration.
     configure: tokio::sync::Mutex<()>,
 }
@@ -119,7 +133,7 @@ impl BridgeNetwork {
             config,
             ipam,
             node: RwLock::new(None),
-            handle: OnceCell::new(),
+            netlink: tokio::sync::Mutex::new(None),
             configure: tokio::sync::Mutex::new(()),
         }))
     }
@@ -137,15 +151,20 @@ impl BridgeNetwork {
         *self.node.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn handle(&self) -> Result<&Handle> {
-        self.handle
-            .get_or_try_init(|| async {
-                let (conn, handle, _) = rtnetlink::new_connection()
-                    .map_err(|e| NetError::io("opening netlink socket", "netlink", e))?;
-                tokio::spawn(conn);
-                Ok(handle)
-            })
-            .await
+    /// The node-side netlink handle, exclusively until the guard is dropped.
+    async fn handle(&self) -> Result<Netlink<'_>> {
+        let mut guard = self.netlink.lock().await;
+        if guard.is_none() {
+            let (conn, handle, _) = rtnetlink::new_connection()
+                .map_err(|e| NetError::io("opening netlink socket", "netlink", e))?;
+            tokio::spawn(conn);
+            *guard = Some(handle);
+        }
+        let handle = guard.clone().expect("set above");
+        Ok(Netlink {
+            _guard: guard,
+            handle,
+        })
     }
 
     /// Configures the node side for `cidr` (idempotent) and releases addresses that are
@@ -170,7 +189,7 @@ impl BridgeNetwork {
             )
         })?;
         let _guard = self.configure.lock().await;
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         let mtu = match self.config.mtu {
             Some(m) => m,
             None => links::default_route_mtu(&handle).await?.unwrap_or(1500),
@@ -197,6 +216,7 @@ impl BridgeNetwork {
             mtu,
         });
         tracing::info!(pod_cidr = %cidr, bridge = %self.config.bridge, mtu, "pod network configured");
+        drop(handle);
         drop(_guard);
         self.garbage_collect().await?;
         Ok(())
@@ -222,7 +242,7 @@ impl BridgeNetwork {
         if released.is_empty() {
             return Ok(0);
         }
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         for (ip, lease) in &released {
             if let Some(l) = lease {
                 links::delete_link(&handle, &l.host_interface).await?;
@@ -234,7 +254,7 @@ impl BridgeNetwork {
 
     /// Makes berth's routes to the other nodes' pod networks exactly `peers`.
     pub async fn sync_peer_routes(&self, peers: &[PeerRoute]) -> Result<usize> {
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         routes::sync_peer_routes(&handle, peers).await
     }
 
@@ -245,7 +265,7 @@ impl BridgeNetwork {
         if !self.ipam.leases()?.is_empty() {
             return Ok(false);
         }
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         routes::remove_all_routes(&handle).await?;
         links::delete_link(&handle, &self.config.bridge).await?;
         *self.node.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -279,7 +299,7 @@ impl BridgeNetwork {
             host_interface: host_if.clone(),
         };
         let ip = self.ipam.acquire(node.cidr, node.gateway, &lease)?;
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         // Already connected to this very namespace: nothing to repair.
         if let Some((_, prev)) = &previous
             && prev.netns_id == Some(netns_id)
@@ -289,9 +309,10 @@ impl BridgeNetwork {
         {
             return Ok(vec![IpAddr::V4(ip)]);
         }
-        match self.plug(&handle, att, &host_if, ip, node).await {
+        match self.plug(handle, att, &host_if, ip, node).await {
             Ok(()) => Ok(vec![IpAddr::V4(ip)]),
             Err(e) => {
+                let handle = self.handle().await?;
                 let _ = links::delete_link(&handle, &host_if).await;
                 let _ = self.ipam.release(&att.sandbox_id);
                 Err(e)
@@ -301,21 +322,23 @@ impl BridgeNetwork {
 
     async fn plug(
         &self,
-        handle: &Handle,
+        handle: Netlink<'_>,
         att: &NetworkAttachment,
         host_if: &str,
         ip: Ipv4Addr,
         node: NodeNet,
     ) -> Result<()> {
         let peer = peer_interface_name(&att.sandbox_id);
-        links::delete_link(handle, host_if).await?;
-        links::delete_link(handle, &peer).await?;
-        links::add_veth(handle, host_if, &peer, node.mtu).await?;
+        links::delete_link(&handle, host_if).await?;
+        links::delete_link(&handle, &peer).await?;
+        links::add_veth(&handle, host_if, &peer, node.mtu).await?;
         let ns = std::fs::File::open(&att.netns)
             .map_err(|e| NetError::io("opening network namespace", &att.netns, e))?;
-        links::move_to_netns(handle, &peer, ns.as_raw_fd()).await?;
+        links::move_to_netns(&handle, &peer, ns.as_raw_fd()).await?;
         drop(ns);
-        links::attach_to_bridge(handle, host_if, node.bridge_index, node.mtu).await?;
+        links::attach_to_bridge(&handle, host_if, node.bridge_index, node.mtu).await?;
+        // The sandbox side uses its own socket: let other setups use the node's meanwhile.
+        drop(handle);
         let gateway = node.gateway;
         let mtu = node.mtu;
         netns::with_netns(&att.netns, move |h| async move {
@@ -325,7 +348,7 @@ impl BridgeNetwork {
     }
 
     async fn disconnect(&self, sandbox_id: &str) -> Result<()> {
-        let handle = self.handle().await?.clone();
+        let handle = self.handle().await?;
         let name = match self.ipam.find(sandbox_id)? {
             Some((_, lease)) => lease.host_interface,
             None => host_interface_name(sandbox_id),
