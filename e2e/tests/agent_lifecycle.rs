@@ -310,3 +310,173 @@ spec:
     let prestop = std::fs::read_to_string(tmp.path().join("work/prestop")).unwrap_or_default();
     assert_eq!(prestop, "stopping\n");
 }
+
+/// The pod cgroup directories of a node (`/berth/<node>/kubepods/**/pod<uid>`), any hierarchy.
+fn pod_cgroups(node: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup/memory/berth").join(node)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().starts_with("pod") {
+                    out.push(e.path());
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn security_image_pulls_storage_and_cleanup() {
+    let n = Node::start(&[]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    push_busybox(&n, tmp.path(), "tools:1", &["sleep", "3600"]);
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: locked}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  containers:
+  - name: c
+    image: tools:1
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL]}
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rootless}
+spec:
+  containers:
+  - name: c
+    image: tools:1
+    securityContext: {runAsNonRoot: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing-image}
+spec:
+  containers:
+  - {name: c, image: "no-such-image:1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: tools:1
+    command: ["sh", "-c", "exit 1"]
+"#,
+    );
+    let p = wait_pod(&n, "locked", "Running", |p| phase(p) == "Running");
+    assert_eq!(container(&p, "c")["ready"], true);
+    let id = n.ok(&["exec", "locked", "--", "id"]);
+    assert!(
+        id.contains("uid=1000") && id.contains("gid=3000") && id.contains("2000"),
+        "{id}"
+    );
+    let caps = n.ok(&["exec", "locked", "--", "grep", "CapEff", "/proc/1/status"]);
+    assert!(caps.contains("0000000000000000"), "{caps}");
+    let ro = n.kubectl(&["exec", "locked", "--", "touch", "/rootfile"]);
+    assert!(!ro.status.success(), "the root filesystem is read-only");
+    // The claim was provisioned and bound; the volume is writable and on the host.
+    n.ok(&[
+        "exec",
+        "locked",
+        "--",
+        "sh",
+        "-c",
+        "echo persisted > /data/f",
+    ]);
+    let pvc = json(&n, &["get", "pvc", "data"]);
+    assert_eq!(pvc["status"]["phase"], "Bound");
+    let pv = json(
+        &n,
+        &["get", "pv", pvc["spec"]["volumeName"].as_str().unwrap()],
+    );
+    let host = pv["spec"]["hostPath"]["path"]
+        .as_str()
+        .expect("a hostPath volume");
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(host).join("f")).unwrap(),
+        "persisted\n"
+    );
+    let _ = std::fs::remove_dir_all(host);
+
+    // runAsNonRoot with an image that runs as root is refused.
+    let p = wait_pod(&n, "rootless", "CreateContainerConfigError", |p| {
+        container(p, "c")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    assert!(
+        container(&p, "c")["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("runAsNonRoot")),
+        "{p}"
+    );
+
+    // A missing image: ErrImagePull, then ImagePullBackOff.
+    wait_pod(&n, "missing-image", "ImagePullBackOff", |p| {
+        container(p, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+
+    // Dead containers are kept by policy: the newest exited instance only.
+    wait_pod(&n, "crasher", "several restarts", |p| {
+        container(p, "c")["restartCount"].as_i64().unwrap_or(0) >= 3
+    });
+    let uid = json(&n, &["get", "pod", "crasher"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log_dir = std::fs::read_dir(n.data_dir().join("agent/logs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(&uid))
+        .expect("the pod's log directory")
+        .path()
+        .join("c");
+    wait_until("housekeeping to remove older dead instances", WAIT, || {
+        let logs = std::fs::read_dir(&log_dir).map(|d| d.count()).unwrap_or(0);
+        (logs <= 2).then_some(())
+    });
+
+    // Deleting the pods leaves no sandbox, pod directory, mount or pod cgroup behind.
+    assert!(!pod_cgroups(&n.name).is_empty());
+    n.ok(&["delete", "pods", "--all", "--grace-period=1", "--wait=true"]);
+    wait_until("the node to be clean", WAIT, || {
+        let sandboxes = std::fs::read_dir(n.data_dir().join("agent/cri/sandboxes"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let pods = std::fs::read_dir(n.data_dir().join("agent/pods"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(n.data_dir().to_str().unwrap()))
+            .count();
+        (sandboxes == 0
+            && pods == 0
+            && mounts == 0
+            && n.containers().is_empty()
+            && pod_cgroups(&n.name).is_empty())
+        .then_some(())
+    });
+}

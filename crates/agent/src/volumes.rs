@@ -496,14 +496,28 @@ pub async fn setup(
                 .await
                 .map_err(|e| err(e.to_string()))?
                 .ok_or_else(|| err(format!("persistentvolume {pv_name:?} not found")))?;
+            let provisioned = pv
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+                .is_some_and(|p| p == "berth.dev/local-path");
             let spec = pv.spec.unwrap_or_default();
             let p = if let Some(hp) = &spec.host_path {
-                host_path(
+                let p = host_path(
                     v,
                     &hp.path,
                     hp.type_.as_deref().or(Some("DirectoryOrCreate")),
                 )
-                .map_err(err)?
+                .map_err(err)?;
+                if provisioned {
+                    // A provisioned volume is the claim's own: writable by whatever user the
+                    // pod runs as, as local-path provisioners make it.
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))
+                        .map_err(|e| err(format!("chmod {}: {e}", p.display())))?;
+                }
+                p
             } else if let Some(l) = &spec.local {
                 host_path(v, &l.path, Some("Directory")).map_err(err)?
             } else {
