@@ -446,7 +446,10 @@ impl PodWorker {
             }
             let attempt = rt.sandboxes.first().map(|s| s.attempt + 1).unwrap_or(0);
             let cfg = crate::containers::sandbox_config(&self.ctx, pod, attempt);
-            if let Err(e) = self.ctx.runtime.run_sandbox(&cfg).await {
+            let t = Instant::now();
+            let made = self.ctx.runtime.run_sandbox(&cfg).await;
+            tracing::debug!(pod = %self.uid, elapsed_ms = t.elapsed().as_millis() as u64, "run_sandbox");
+            if let Err(e) = made {
                 self.ctx.recorder.warning(
                     &obj,
                     "FailedCreatePodSandBox",
@@ -894,6 +897,7 @@ impl PodWorker {
         lookup: &mut Lookup,
     ) {
         let obj = obj_of(pod).container(field_path(c, init));
+        let t = Instant::now();
         if let Err((reason, msg)) = self.ensure_image(pod, c, lookup).await {
             self.waiting.insert(c.name.clone(), (reason, msg));
             return;
@@ -984,7 +988,11 @@ impl PodWorker {
             mounts,
             node_memory: self.ctx.node_memory,
         });
-        let id = match self.ctx.runtime.create_container(sandbox_id, &cfg).await {
+        let t_prep = t.elapsed();
+        let t = Instant::now();
+        let created = self.ctx.runtime.create_container(sandbox_id, &cfg).await;
+        let t_create = t.elapsed();
+        let id = match created {
             Ok(id) => id,
             Err(e) => {
                 let reason = if e.is_invalid_argument() {
@@ -1004,7 +1012,17 @@ impl PodWorker {
         self.ctx
             .recorder
             .normal(&obj, "Created", format!("Created container: {}", c.name));
-        if let Err(e) = self.ctx.runtime.start_container(&id).await {
+        let t = Instant::now();
+        let started = self.ctx.runtime.start_container(&id).await;
+        tracing::debug!(
+            pod = %self.uid,
+            container = %c.name,
+            prepare_ms = t_prep.as_millis() as u64,
+            create_ms = t_create.as_millis() as u64,
+            start_ms = t.elapsed().as_millis() as u64,
+            "container started"
+        );
+        if let Err(e) = started {
             self.ctx
                 .recorder
                 .warning(&obj, "Failed", format!("Error: {e}"));
@@ -1142,14 +1160,16 @@ impl PodWorker {
             pod.metadata.namespace.as_deref().unwrap_or_default(),
         );
         let name = pod.metadata.name.clone().unwrap_or_default();
-        match api
+        let t = Instant::now();
+        let written = api
             .patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(&json!({"status": status})),
             )
-            .await
-        {
+            .await;
+        tracing::debug!(pod = %name, phase = ?status.phase, elapsed_ms = t.elapsed().as_millis() as u64, "status written");
+        match written {
             Ok(_) => self.last_status = Some(status),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {

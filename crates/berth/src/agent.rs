@@ -180,12 +180,36 @@ fn server_host(url: &str) -> anyhow::Result<String> {
 
 /// `berth agent`: joins the cluster at `--server` and runs this machine's pods.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    keep_memory_small();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("berth-agent")
+        // Runtime calls block briefly; a bounded pool keeps bursts from spawning (and
+        // keeping the memory of) one thread per pod.
+        .max_blocking_threads(32)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run_async(args))
+}
+
+/// The agent runs for the life of the node next to its pods: it re-executes itself once with
+/// mimalloc's eager arena commit off, which the allocator reads at its first allocation
+/// (before `main`), saving ~12 MB of resident memory on an otherwise small process.
+fn keep_memory_small() {
+    const EAGER: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+    if std::env::var_os(EAGER).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(EAGER, "0")
+        .exec();
+    // Only reached if the exec failed: carry on with the defaults.
+    tracing::debug!(error = %err, "cannot re-execute with a smaller allocator arena");
 }
 
 async fn run_async(args: AgentArgs) -> anyhow::Result<()> {
