@@ -194,6 +194,21 @@ fn service_rules_balance_reject_fail_closed_and_converge() {
             .sync([&svc, &other], [&all], vec![], Ruleset::default())
             .await
             .unwrap();
+        // The changes above went in as incremental transactions; the kernel's table is the
+        // one a full rewrite of the same objects makes.
+        let sorted = |t: String| {
+            let mut l: Vec<String> = t.lines().map(|l| l.trim().to_string()).collect();
+            l.sort();
+            l
+        };
+        let incremental = sorted(rules.list_text().await.unwrap());
+        let mut fresh = ServiceRules::new(config.clone()).unwrap();
+        fresh
+            .sync([&svc, &other], [&all], vec![], Ruleset::default())
+            .await
+            .unwrap();
+        assert_eq!(incremental, sorted(fresh.list_text().await.unwrap()));
+        drop(fresh);
         drop(rules);
         let mut restarted = ServiceRules::new(config).unwrap();
         restarted

@@ -1,10 +1,14 @@
 //! One nftables table per node, rewritten atomically.
 //!
 //! A [`Ruleset`] is the table's whole desired content. [`NftTable::apply`] turns it into one
-//! `nft -j -f -` transaction: ensure the table, flush every rule, delete the chains and sets
-//! the ruleset no longer has, add the rest. The kernel applies the transaction all at once or
-//! not at all, so packets see either the old rules or the new ones. Named sets survive a
-//! flush with their elements, which is how ClientIP affinity outlives rewrites.
+//! `nft -j -f -` transaction. The first one (or after a failure, when the kernel's state is
+//! unknown) rewrites everything: ensure the table, flush every rule, delete the chains and
+//! sets the ruleset no longer has, add the rest. After that, a transaction touches only what
+//! differs from the ruleset last applied (flush and refill changed chains and sets, add new
+//! ones, delete dropped ones), so an endpoint change costs a few rules, not the whole table.
+//! Either way the kernel applies the transaction all at once or not at all, so packets see
+//! either the old rules or the new ones. Named sets survive a flush with their elements,
+//! which is how ClientIP affinity outlives rewrites.
 
 pub mod expr;
 
@@ -92,6 +96,8 @@ pub struct NftTable {
     family: NfFamily,
     name: String,
     present: Option<Present>,
+    /// The ruleset the kernel's table is known to hold exactly (the last applied).
+    applied: Option<Ruleset>,
 }
 
 impl NftTable {
@@ -101,6 +107,7 @@ impl NftTable {
             family: NfFamily::IP,
             name: name.to_string(),
             present: None,
+            applied: None,
         }
     }
 
@@ -249,23 +256,171 @@ impl NftTable {
         b.to_nftables()
     }
 
+    fn chain_obj(
+        &self,
+        name: &str,
+        base: Option<(NfChainType, NfHook, i32)>,
+    ) -> NfListObject<'static> {
+        let (ty, hook, prio) = match base {
+            Some((t, h, p)) => (Some(t), Some(h), Some(p)),
+            None => (None, None, None),
+        };
+        NfListObject::Chain(schema::Chain {
+            family: self.family,
+            table: Cow::Owned(self.name.clone()),
+            name: Cow::Owned(name.to_string()),
+            _type: ty,
+            hook,
+            prio,
+            policy: base.map(|_| NfChainPolicy::Accept),
+            ..Default::default()
+        })
+    }
+
+    fn set_obj(&self, s: &SetSpec) -> schema::Set<'static> {
+        schema::Set {
+            family: self.family,
+            table: Cow::Owned(self.name.clone()),
+            name: Cow::Owned(s.name.clone()),
+            set_type: s.set_type.clone(),
+            flags: if s.flags.is_empty() {
+                None
+            } else {
+                Some(s.flags.iter().copied().collect())
+            },
+            timeout: s.timeout,
+            ..Default::default()
+        }
+    }
+
+    /// The transaction that turns the table from exactly `last` into exactly `rs`, touching
+    /// only what differs; `None` when a difference needs the full rewrite (a base chain's
+    /// hook or a set's definition changed).
+    fn changes(&self, last: &Ruleset, rs: &Ruleset) -> Option<Nftables<'static>> {
+        let table: Cow<'static, str> = Cow::Owned(self.name.clone());
+        let old_chains: std::collections::HashMap<&str, &ChainSpec> =
+            last.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let old_sets: std::collections::HashMap<&str, &SetSpec> =
+            last.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+        let want_chains: HashSet<&str> = rs.chains.iter().map(|c| c.name.as_str()).collect();
+        let want_sets: HashSet<&str> = rs.sets.iter().map(|s| s.name.as_str()).collect();
+        let mut fill: Vec<&ChainSpec> = Vec::new();
+        let mut b = Batch::new();
+        b.add(NfListObject::Table(self.table()));
+        // 1. Empty the chains that change or go (dropping their references first).
+        for c in &rs.chains {
+            match old_chains.get(c.name.as_str()) {
+                Some(o) if *o == c => {}
+                Some(o) if o.base != c.base => return None,
+                Some(_) => {
+                    b.add_cmd(NfCmd::Flush(FlushObject::Chain(schema::Chain {
+                        family: self.family,
+                        table: table.clone(),
+                        name: Cow::Owned(c.name.clone()),
+                        ..Default::default()
+                    })));
+                    fill.push(c);
+                }
+                None => fill.push(c),
+            }
+        }
+        let dropped: Vec<&str> = last
+            .chains
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !want_chains.contains(n))
+            .collect();
+        for name in &dropped {
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(schema::Chain {
+                family: self.family,
+                table: table.clone(),
+                name: Cow::Owned(name.to_string()),
+                ..Default::default()
+            })));
+        }
+        // 2. Delete what goes, now unreferenced.
+        for name in &dropped {
+            b.delete(NfListObject::Chain(schema::Chain {
+                family: self.family,
+                table: table.clone(),
+                name: Cow::Owned(name.to_string()),
+                ..Default::default()
+            }));
+        }
+        for s in last
+            .sets
+            .iter()
+            .filter(|s| !want_sets.contains(s.name.as_str()))
+        {
+            b.delete(NfListObject::Set(Box::new(self.set_obj(s))));
+        }
+        // 3. New chains, new and changed sets.
+        for c in &fill {
+            if !old_chains.contains_key(c.name.as_str()) {
+                b.add(self.chain_obj(&c.name, c.base));
+            }
+        }
+        for s in &rs.sets {
+            let set = self.set_obj(s);
+            match old_sets.get(s.name.as_str()) {
+                Some(o) if *o == s => continue,
+                Some(o)
+                    if o.set_type != s.set_type || o.flags != s.flags || o.timeout != s.timeout =>
+                {
+                    return None;
+                }
+                Some(_) => {}
+                None => b.add(NfListObject::Set(Box::new(set.clone()))),
+            }
+            if let Some(elems) = &s.elements {
+                b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set))));
+                if !elems.is_empty() {
+                    b.add(NfListObject::Element(schema::Element {
+                        family: self.family,
+                        table: table.clone(),
+                        name: Cow::Owned(s.name.clone()),
+                        elem: Cow::Owned(elems.clone()),
+                    }));
+                }
+            }
+        }
+        // 4. The rules of new and changed chains.
+        for c in fill {
+            for r in &c.rules {
+                b.add(NfListObject::Rule(schema::Rule {
+                    family: self.family,
+                    table: table.clone(),
+                    chain: Cow::Owned(c.name.clone()),
+                    expr: Cow::Owned(r.clone()),
+                    ..Default::default()
+                }));
+            }
+        }
+        Some(b.to_nftables())
+    }
+
     /// Makes the kernel's table exactly `rs`, in one transaction.
     pub async fn apply(&mut self, rs: &Ruleset) -> Result<()> {
         let present = match self.present.take() {
             Some(p) => p,
             None => self.read_present().await?,
         };
-        let tx = self.transaction(&present, rs);
+        let last = self.applied.take();
+        let tx = match last.as_ref().and_then(|l| self.changes(l, rs)) {
+            Some(tx) => tx,
+            None => self.transaction(&present, rs),
+        };
         match run_json(&tx).await {
             Ok(()) => {
                 self.present = Some(Present {
                     chains: rs.chains.iter().map(|c| c.name.clone()).collect(),
                     sets: rs.sets.iter().map(|s| s.name.clone()).collect(),
                 });
+                self.applied = Some(rs.clone());
                 Ok(())
             }
             Err(e) => {
-                // Unknown state: read it again next time.
+                // Unknown state: read it again and rewrite everything next time.
                 self.present = None;
                 Err(e)
             }
@@ -275,6 +430,7 @@ impl NftTable {
     /// Removes the table (and with it every rule and set berth made).
     pub async fn delete(&mut self) -> Result<()> {
         self.present = None;
+        self.applied = None;
         let mut b = Batch::new();
         // `add` first so that deleting a missing table is not an error.
         b.add(NfListObject::Table(self.table()));
