@@ -325,6 +325,48 @@ pub fn force_cleanup(data: &Path, node: &str) {
             .args(["delete", "--force", &id])
             .output();
     }
+    kill_stray_shims(data);
     cleanup_mounts_under(data);
     remove_cgroups(node);
+}
+
+/// Last resort: a shim still running for a container under `data` whose runtime state is
+/// already gone is killed with the container's processes (its children).
+fn kill_stray_shims(data: &Path) {
+    let needle = data.to_string_lossy().into_owned();
+    let procs: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect();
+    for (shim, _, cmd) in &procs {
+        if !(cmd.starts_with("berth-shim") && cmd.contains(&needle)) {
+            continue;
+        }
+        for (pid, ppid, _) in &procs {
+            if ppid == shim {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*shim),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

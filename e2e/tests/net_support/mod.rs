@@ -268,6 +268,9 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill9();
+        // Containers outlive their agent by design (restart safety): remove them, their
+        // mounts and the node's cgroups, then the namespace goes with `ns`.
+        crate::agent_support::force_cleanup(&self.data, &self.node);
     }
 }
 
