@@ -67,15 +67,28 @@ impl Drop for Proc {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS")
+}
+
+/// "anon A MB, file F MB": heap and stacks against the binary's pages mapped from disk.
+fn rss_split(pid: u32) -> String {
+    format!(
+        "anon {:.1} MB, file {:.1} MB",
+        status_kb(pid, "RssAnon") as f64 / 1024.0,
+        status_kb(pid, "RssFile") as f64 / 1024.0
+    )
 }
 
 fn busybox_rootfs(root: &Path) -> anyhow::Result<()> {
@@ -411,6 +424,7 @@ fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle_rss = rss_kb(agent_pid);
+        println!("agent idle: {}", rss_split(agent_pid));
         let floor_root = tmp.path().join("floor-state");
         let bundle = tmp.path().join("floor-bundle");
         floor_bundle(&bundle, &rootfs)?;
@@ -419,6 +433,7 @@ fn main() -> anyhow::Result<()> {
             let p = pods_round(&client, &node, o.pods, round).await?;
             tokio::time::sleep(Duration::from_secs(3)).await;
             busy_rss.push(rss_kb(agent_pid));
+            println!("agent with {} pods: {}", o.pods, rss_split(agent_pid));
             let s = Stats::of_durations(&p);
             println!(
                 "round {round}: {} pods  p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
