@@ -24,12 +24,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use berth_bench::{Stats, load_average};
+use berth_bench::{Proc, Stats, load_average};
 use berth_cri::{NetworkAttachment, PodNetwork};
 
 struct Opts {
@@ -126,28 +126,6 @@ impl Drop for Ns {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    /// SIGTERM first, so that nginx's master stops its workers and berth stops cleanly;
-    /// SIGKILL if it is still there 5 s later.
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_for<T>(
     what: &str,
     timeout: Duration,

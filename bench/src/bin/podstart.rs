@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use berth_bench::{Stats, load_average};
+use berth_bench::{Proc, Stats, load_average};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -55,16 +55,6 @@ fn parse_opts() -> anyhow::Result<Opts> {
         .canonicalize()
         .with_context(|| format!("{} (build it with --release)", o.berth.display()))?;
     Ok(o)
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {

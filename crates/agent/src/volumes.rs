@@ -20,6 +20,11 @@ use crate::atomic_dir::{self, FileSpec};
 use crate::envvars;
 use crate::objects::Lookup;
 
+/// The annotation and provisioner name the server's volume controller puts on the hostPath
+/// volumes it provisions for claims (`berth_controllers::volumes`).
+const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+const LOCAL_PATH_PROVISIONER: &str = "berth.dev/local-path";
+
 /// A volume ready for containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumePath {
@@ -500,8 +505,8 @@ pub async fn setup(
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
-                .is_some_and(|p| p == "berth.dev/local-path");
+                .and_then(|a| a.get(PROVISIONED_BY))
+                .is_some_and(|p| p == LOCAL_PATH_PROVISIONER);
             let spec = pv.spec.unwrap_or_default();
             let p = if let Some(hp) = &spec.host_path {
                 let p = host_path(

@@ -503,7 +503,7 @@ fn static_band(size: u64, divisor: u64, max: u64) -> u64 {
     if size < 16 {
         return 0;
     }
-    (size / divisor).clamp(16, max).min(size)
+    (size / divisor).clamp(16, max)
 }
 
 /// Offsets `0..size` in the order dynamic allocation tries them: the upper band

@@ -355,9 +355,7 @@ impl ContainerRuntime for OciContainerRuntime {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<String> {
-        let entered = Instant::now();
         self.index().await?;
-        let indexed = entered.elapsed();
         let id = random_id();
         let sd = self.sandbox_dir(&id)?;
         let mut rec = SandboxRecord::from_config(&id, config, container::now_ns());
@@ -366,23 +364,13 @@ impl ContainerRuntime for OciContainerRuntime {
         let hostname = (!config.hostname.is_empty()).then(|| config.hostname.clone());
         let prep = {
             let (sd, rec, dns) = (sd.clone(), rec.clone(), config.dns.clone());
-            let queued = Instant::now();
             blocking(move || -> Result<()> {
-                let t0 = Instant::now();
                 std::fs::create_dir_all(&ns_dir)
                     .map_err(|e| internal(&format!("create {}", ns_dir.display()), e))?;
                 sd.write(&rec)?;
                 sd.write_files(&rec, &dns)?;
-                let t1 = Instant::now();
-                let r = netns::pin(&ns_dir, kinds, hostname.as_deref())
-                    .map_err(|e| internal("creating the sandbox's namespaces", e));
-                tracing::debug!(
-                    queued_ms = (t0 - queued).as_millis() as u64,
-                    files_ms = (t1 - t0).as_millis() as u64,
-                    pin_ms = t1.elapsed().as_millis() as u64,
-                    "sandbox namespaces"
-                );
-                r
+                netns::pin(&ns_dir, kinds, hostname.as_deref())
+                    .map_err(|e| internal("creating the sandbox's namespaces", e))
             })
             .await?
         };
@@ -408,11 +396,6 @@ impl ContainerRuntime for OciContainerRuntime {
         self.index_update(|i| {
             i.sandboxes.insert(id.clone(), (config.uid.clone(), vec![]));
         });
-        tracing::debug!(
-            index_ms = indexed.as_millis() as u64,
-            total_ms = entered.elapsed().as_millis() as u64,
-            "sandbox ready"
-        );
         Ok(id)
     }
 

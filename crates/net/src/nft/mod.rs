@@ -13,8 +13,7 @@
 pub mod expr;
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use nftables::batch::Batch;
 use nftables::schema::{self, FlushObject, NfCmd, NfListObject, Nftables, SetTypeValue};
@@ -163,8 +162,6 @@ impl NftTable {
 
     /// The transaction that makes the table exactly `rs`.
     fn transaction(&self, present: &Present, rs: &Ruleset) -> Nftables<'static> {
-        let fam = self.family;
-        let table: Cow<'static, str> = Cow::Owned(self.name.clone());
         let mut b = Batch::new();
         b.add(NfListObject::Table(self.table()));
         b.add_cmd(NfCmd::Flush(FlushObject::Table(self.table())));
@@ -175,12 +172,7 @@ impl NftTable {
             .iter()
             .filter(|c| !want_chains.contains(c.as_str()))
         {
-            b.delete(NfListObject::Chain(schema::Chain {
-                family: fam,
-                table: table.clone(),
-                name: Cow::Owned(name.clone()),
-                ..Default::default()
-            }));
+            b.delete(NfListObject::Chain(self.named_chain(name)));
         }
         for name in present
             .sets
@@ -188,70 +180,27 @@ impl NftTable {
             .filter(|s| !want_sets.contains(s.as_str()))
         {
             b.delete(NfListObject::Set(Box::new(schema::Set {
-                family: fam,
-                table: table.clone(),
+                family: self.family,
+                table: Cow::Owned(self.name.clone()),
                 name: Cow::Owned(name.clone()),
                 ..Default::default()
             })));
         }
         for c in &rs.chains {
-            let (ty, hook, prio) = match c.base {
-                Some((t, h, p)) => (Some(t), Some(h), Some(p)),
-                None => (None, None, None),
-            };
-            b.add(NfListObject::Chain(schema::Chain {
-                family: fam,
-                table: table.clone(),
-                name: Cow::Owned(c.name.clone()),
-                _type: ty,
-                hook,
-                prio,
-                policy: c.base.map(|_| NfChainPolicy::Accept),
-                ..Default::default()
-            }));
+            b.add(self.chain_obj(&c.name, c.base));
         }
         for s in &rs.sets {
-            let set = schema::Set {
-                family: fam,
-                table: table.clone(),
-                name: Cow::Owned(s.name.clone()),
-                set_type: s.set_type.clone(),
-                flags: if s.flags.is_empty() {
-                    None
-                } else {
-                    Some(s.flags.iter().copied().collect())
-                },
-                timeout: s.timeout,
-                ..Default::default()
-            };
             // A set the packet path fills exists with the flags nft gave it when a rule first
             // updated it; adding it again would conflict, and it must keep its elements.
             if s.elements.is_none() && present.sets.contains(&s.name) {
                 continue;
             }
+            let set = self.set_obj(s);
             b.add(NfListObject::Set(Box::new(set.clone())));
-            if let Some(elems) = &s.elements {
-                b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set))));
-                if !elems.is_empty() {
-                    b.add(NfListObject::Element(schema::Element {
-                        family: fam,
-                        table: table.clone(),
-                        name: Cow::Owned(s.name.clone()),
-                        elem: Cow::Owned(elems.clone()),
-                    }));
-                }
-            }
+            self.refill_set(&mut b, s, set);
         }
         for c in &rs.chains {
-            for r in &c.rules {
-                b.add(NfListObject::Rule(schema::Rule {
-                    family: fam,
-                    table: table.clone(),
-                    chain: Cow::Owned(c.name.clone()),
-                    expr: Cow::Owned(r.clone()),
-                    ..Default::default()
-                }));
-            }
+            self.add_rules(&mut b, c);
         }
         b.to_nftables()
     }
@@ -277,6 +226,45 @@ impl NftTable {
         })
     }
 
+    /// A chain of this table by name only (to flush or delete it).
+    fn named_chain(&self, name: &str) -> schema::Chain<'static> {
+        schema::Chain {
+            family: self.family,
+            table: Cow::Owned(self.name.clone()),
+            name: Cow::Owned(name.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Empties `set` and adds `s`'s elements (sets the packet path fills are left alone).
+    fn refill_set(&self, b: &mut Batch<'static>, s: &SetSpec, set: schema::Set<'static>) {
+        let Some(elems) = &s.elements else {
+            return;
+        };
+        b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set))));
+        if !elems.is_empty() {
+            b.add(NfListObject::Element(schema::Element {
+                family: self.family,
+                table: Cow::Owned(self.name.clone()),
+                name: Cow::Owned(s.name.clone()),
+                elem: Cow::Owned(elems.clone()),
+            }));
+        }
+    }
+
+    /// Appends `c`'s rules, in order.
+    fn add_rules(&self, b: &mut Batch<'static>, c: &ChainSpec) {
+        for r in &c.rules {
+            b.add(NfListObject::Rule(schema::Rule {
+                family: self.family,
+                table: Cow::Owned(self.name.clone()),
+                chain: Cow::Owned(c.name.clone()),
+                expr: Cow::Owned(r.clone()),
+                ..Default::default()
+            }));
+        }
+    }
+
     fn set_obj(&self, s: &SetSpec) -> schema::Set<'static> {
         schema::Set {
             family: self.family,
@@ -297,10 +285,9 @@ impl NftTable {
     /// only what differs; `None` when a difference needs the full rewrite (a base chain's
     /// hook or a set's definition changed).
     fn changes(&self, last: &Ruleset, rs: &Ruleset) -> Option<Nftables<'static>> {
-        let table: Cow<'static, str> = Cow::Owned(self.name.clone());
-        let old_chains: std::collections::HashMap<&str, &ChainSpec> =
+        let old_chains: HashMap<&str, &ChainSpec> =
             last.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-        let old_sets: std::collections::HashMap<&str, &SetSpec> =
+        let old_sets: HashMap<&str, &SetSpec> =
             last.sets.iter().map(|s| (s.name.as_str(), s)).collect();
         let want_chains: HashSet<&str> = rs.chains.iter().map(|c| c.name.as_str()).collect();
         let want_sets: HashSet<&str> = rs.sets.iter().map(|s| s.name.as_str()).collect();
@@ -313,12 +300,7 @@ impl NftTable {
                 Some(o) if *o == c => {}
                 Some(o) if o.base != c.base => return None,
                 Some(_) => {
-                    b.add_cmd(NfCmd::Flush(FlushObject::Chain(schema::Chain {
-                        family: self.family,
-                        table: table.clone(),
-                        name: Cow::Owned(c.name.clone()),
-                        ..Default::default()
-                    })));
+                    b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.named_chain(&c.name))));
                     fill.push(c);
                 }
                 None => fill.push(c),
@@ -331,21 +313,11 @@ impl NftTable {
             .filter(|n| !want_chains.contains(n))
             .collect();
         for name in &dropped {
-            b.add_cmd(NfCmd::Flush(FlushObject::Chain(schema::Chain {
-                family: self.family,
-                table: table.clone(),
-                name: Cow::Owned(name.to_string()),
-                ..Default::default()
-            })));
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.named_chain(name))));
         }
         // 2. Delete what goes, now unreferenced.
         for name in &dropped {
-            b.delete(NfListObject::Chain(schema::Chain {
-                family: self.family,
-                table: table.clone(),
-                name: Cow::Owned(name.to_string()),
-                ..Default::default()
-            }));
+            b.delete(NfListObject::Chain(self.named_chain(name)));
         }
         for s in last
             .sets
@@ -372,29 +344,11 @@ impl NftTable {
                 Some(_) => {}
                 None => b.add(NfListObject::Set(Box::new(set.clone()))),
             }
-            if let Some(elems) = &s.elements {
-                b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set))));
-                if !elems.is_empty() {
-                    b.add(NfListObject::Element(schema::Element {
-                        family: self.family,
-                        table: table.clone(),
-                        name: Cow::Owned(s.name.clone()),
-                        elem: Cow::Owned(elems.clone()),
-                    }));
-                }
-            }
+            self.refill_set(&mut b, s, set);
         }
         // 4. The rules of new and changed chains.
         for c in fill {
-            for r in &c.rules {
-                b.add(NfListObject::Rule(schema::Rule {
-                    family: self.family,
-                    table: table.clone(),
-                    chain: Cow::Owned(c.name.clone()),
-                    expr: Cow::Owned(r.clone()),
-                    ..Default::default()
-                }));
-            }
+            self.add_rules(&mut b, c);
         }
         Some(b.to_nftables())
     }
