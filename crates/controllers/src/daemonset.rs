@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -24,8 +24,8 @@ use crate::deployment::template_hash;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
-    Expectations, controller_ref, controller_uid, is_active, is_available, is_ready,
-    pod_from_template, selector_string,
+    Expectations, controller_ref, controller_uid, create_pod, delete_pod, is_active, is_available,
+    is_ready, pod_from_template, selector_string,
 };
 
 pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
@@ -294,6 +294,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
     if ctx.expectations.satisfied(&uid, &pods) {
+        let owner = InvolvedObject::of(ds.as_ref());
         let mut created = Vec::new();
         for node in &create_on {
             let mut template = spec.template.clone();
@@ -320,42 +321,15 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
                 Some(format!("{name}-")),
                 &extra,
             );
-            match pods_api.create(&PostParams::default(), &pod).await {
-                Ok(p) => {
-                    ctx.recorder.normal(
-                        &InvolvedObject::of(ds.as_ref()),
-                        "SuccessfulCreate",
-                        &format!("Created pod: {}", p.name_any()),
-                    );
-                    created.push(p.name_any());
-                }
-                Err(e) => {
-                    ctx.recorder.warning(
-                        &InvolvedObject::of(ds.as_ref()),
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    );
-                    return Err(Error::api(format!("creating a daemon pod on {node}"), e));
-                }
-            }
+            let p = create_pod(&ctx.recorder, &owner, &pods_api, &pod)
+                .await
+                .map_err(|e| Error::api(format!("creating a daemon pod on {node}"), e))?;
+            created.push(p.name_any());
         }
         let mut deleted = Vec::new();
         for p in &delete {
-            match pods_api
-                .delete(&p.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {
-                    ctx.recorder.normal(
-                        &InvolvedObject::of(ds.as_ref()),
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {}", p.name_any()),
-                    );
-                    deleted.push(p.uid().unwrap_or_default());
-                }
-                Err(e) if has_code(&e, 404) => {}
-                Err(e) => return Err(Error::api(format!("deleting pod {}", p.name_any()), e)),
-            }
+            let dp = DeleteParams::default();
+            deleted.extend(delete_pod(&ctx.recorder, &owner, &pods_api, p, &dp).await?);
         }
         ctx.expectations.expect(&uid, created, deleted);
     }

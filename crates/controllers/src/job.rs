@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
-    Expectations, controller_ref, controller_uid, is_ready, phase, pod_from_template,
+    Expectations, controller_ref, controller_uid, create_pod, delete_pod, is_ready, phase,
+    pod_from_template,
 };
 
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
@@ -271,6 +272,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
         requeue = Some(Duration::from_millis(200));
     }
 
+    let owner = InvolvedObject::of(job.as_ref());
     let mut created = Vec::new();
     for index in create_indexes {
         let mut labels = BTreeMap::from([
@@ -305,42 +307,15 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
                 s.hostname = Some(format!("{name}-{i}"));
             }
         }
-        match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(p) => {
-                ctx.recorder.normal(
-                    &InvolvedObject::of(job.as_ref()),
-                    "SuccessfulCreate",
-                    &format!("Created pod: {}", p.name_any()),
-                );
-                created.push(p.name_any());
-            }
-            Err(e) => {
-                ctx.recorder.warning(
-                    &InvolvedObject::of(job.as_ref()),
-                    "FailedCreate",
-                    &format!("Error creating: {e}"),
-                );
-                return Err(Error::api(format!("creating a pod for job {name}"), e));
-            }
-        }
+        let p = create_pod(&ctx.recorder, &owner, &pods_api, &pod)
+            .await
+            .map_err(|e| Error::api(format!("creating a pod for job {name}"), e))?;
+        created.push(p.name_any());
     }
     let mut deleted = Vec::new();
     for p in &delete {
-        match pods_api
-            .delete(&p.name_any(), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {
-                ctx.recorder.normal(
-                    &InvolvedObject::of(job.as_ref()),
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {}", p.name_any()),
-                );
-                deleted.push(p.uid().unwrap_or_default());
-            }
-            Err(e) if has_code(&e, 404) => {}
-            Err(e) => return Err(Error::api(format!("deleting pod {}", p.name_any()), e)),
-        }
+        let dp = DeleteParams::background();
+        deleted.extend(delete_pod(&ctx.recorder, &owner, &pods_api, p, &dp).await?);
     }
     ctx.expectations.expect(&uid, created.clone(), deleted);
 

@@ -1,7 +1,8 @@
 //! Pod facts and pod management shared by the workload controllers: controller references,
 //! pods from templates, active/ready/available, the order in which surplus pods are deleted,
-//! and creation/deletion expectations (so a reconcile never acts twice on the same gap
-//! before the watch shows its first action).
+//! creation/deletion expectations (so a reconcile never acts twice on the same gap before the
+//! watch shows its first action), and pod control: creating and deleting an owner's pods with
+//! the events Kubernetes' ReplicaSet, DaemonSet and Job controllers record.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::Selector;
 use kube::{Resource, ResourceExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, has_code};
+use crate::events::{EventRecorder, InvolvedObject};
 
 /// The controller reference an owner puts on what it creates.
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
@@ -24,6 +27,52 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
         uid: owner.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// Creates `pod` for `owner`, recording `SuccessfulCreate` or `FailedCreate` on the owner.
+pub async fn create_pod(
+    recorder: &EventRecorder,
+    owner: &InvolvedObject,
+    api: &Api<Pod>,
+    pod: &Pod,
+) -> std::result::Result<Pod, kube::Error> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(p) => {
+            recorder.normal(
+                owner,
+                "SuccessfulCreate",
+                &format!("Created pod: {}", p.name_any()),
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            recorder.warning(owner, "FailedCreate", &format!("Error creating: {e}"));
+            Err(e)
+        }
+    }
+}
+
+/// Deletes `pod` of `owner`, recording `SuccessfulDelete`; the pod's uid when this call
+/// deleted it, `None` when it was already gone.
+pub async fn delete_pod(
+    recorder: &EventRecorder,
+    owner: &InvolvedObject,
+    api: &Api<Pod>,
+    pod: &Pod,
+    params: &DeleteParams,
+) -> Result<Option<String>> {
+    match api.delete(&pod.name_any(), params).await {
+        Ok(_) => {
+            recorder.normal(
+                owner,
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", pod.name_any()),
+            );
+            Ok(Some(pod.uid().unwrap_or_default()))
+        }
+        Err(e) if has_code(&e, 404) => Ok(None),
+        Err(e) => Err(Error::api(format!("deleting pod {}", pod.name_any()), e)),
     }
 }
 

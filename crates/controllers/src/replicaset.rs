@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
-    Expectations, available_in, controller_ref, controller_uid, deletion_order, is_active,
-    is_available, is_ready, pod_from_template, selector_string,
+    Expectations, available_in, controller_ref, controller_uid, create_pod, delete_pod,
+    deletion_order, is_active, is_available, is_ready, pod_from_template, selector_string,
 };
 
 /// Pods created or deleted by one reconcile at most.
@@ -170,7 +170,7 @@ async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, n: usize) -> Result<Vec<String>
         Some(format!("{}-", rs.name_any())),
         &BTreeMap::new(),
     );
-    let pp = PostParams::default();
+    let owner = InvolvedObject::of(rs);
     let mut created = Vec::new();
     let mut first_error = None;
     // Slow start, as Kubernetes does: 1, 2, 4, ... so a broken template fails fast.
@@ -178,24 +178,14 @@ async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, n: usize) -> Result<Vec<String>
     let mut remaining = n;
     while remaining > 0 && first_error.is_none() {
         let this = batch.min(remaining);
-        let mut futs: FuturesUnordered<_> = (0..this).map(|_| api.create(&pp, &pod)).collect();
+        let mut futs: FuturesUnordered<_> = (0..this)
+            .map(|_| create_pod(&ctx.recorder, &owner, &api, &pod))
+            .collect();
         while let Some(r) = futs.next().await {
             match r {
-                Ok(p) => {
-                    ctx.recorder.normal(
-                        &InvolvedObject::of(rs),
-                        "SuccessfulCreate",
-                        &format!("Created pod: {}", p.name_any()),
-                    );
-                    created.push(p.name_any());
-                }
+                Ok(p) => created.push(p.name_any()),
                 Err(e) => {
                     if first_error.is_none() {
-                        ctx.recorder.warning(
-                            &InvolvedObject::of(rs),
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        );
                         first_error = Some(Error::api(
                             format!("creating pods for replicaset {}", rs.name_any()),
                             e,
@@ -216,32 +206,15 @@ async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, n: usize) -> Result<Vec<String>
 async fn delete_pods(ctx: &Ctx, rs: &ReplicaSet, victims: &[Pod]) -> Result<Vec<String>> {
     let ns = rs.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner = InvolvedObject::of(rs);
+    let dp = DeleteParams::default();
     let mut futs: FuturesUnordered<_> = victims
         .iter()
-        .map(|p| {
-            let api = api.clone();
-            async move {
-                let r = api.delete(&p.name_any(), &DeleteParams::default()).await;
-                (p, r)
-            }
-        })
+        .map(|p| delete_pod(&ctx.recorder, &owner, &api, p, &dp))
         .collect();
     let mut deleted = Vec::new();
-    while let Some((p, r)) = futs.next().await {
-        match r {
-            Ok(_) => {
-                ctx.recorder.normal(
-                    &InvolvedObject::of(rs),
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {}", p.name_any()),
-                );
-                deleted.push(p.uid().unwrap_or_default());
-            }
-            Err(e) if has_code(&e, 404) => {}
-            Err(e) => {
-                return Err(Error::api(format!("deleting pod {}", p.name_any()), e));
-            }
-        }
+    while let Some(r) = futs.next().await {
+        deleted.extend(r?);
     }
     Ok(deleted)
 }
