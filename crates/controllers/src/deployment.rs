@@ -147,6 +147,10 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
+fn status_replicas(rs: &ReplicaSet) -> i32 {
+    rs.status.as_ref().map(|s| s.replicas).unwrap_or(0)
+}
+
 fn available(rs: &ReplicaSet) -> i32 {
     rs.status
         .as_ref()
@@ -365,7 +369,14 @@ fn new_rs_replicas(
     if new_current >= replicas {
         return replicas;
     }
-    let current_total: i32 = olds.iter().map(spec_replicas).sum::<i32>() + new_current;
+    // An old ReplicaSet counts with the pods it still has while it scales down (its status
+    // follows once its controller has deleted them), so the surge bounds pods, not only
+    // specs: scaling up before the old pods are gone would run more than maxSurge extra.
+    let current_total: i32 = olds
+        .iter()
+        .map(|o| spec_replicas(o).max(status_replicas(o)))
+        .sum::<i32>()
+        + new_current;
     let max_total = replicas + max_surge;
     if current_total >= max_total {
         return new_current;
@@ -928,6 +939,7 @@ fn merge_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetStatus;
 
     #[test]
     fn fenceposts_follow_kubernetes_rounding() {
@@ -983,5 +995,12 @@ mod tests {
         // old shrank: grow.
         assert_eq!(new_rs_replicas(3, 1, &[rs(1)], Some(&rs(1))), 3);
         assert_eq!(new_rs_replicas(3, 1, &[], Some(&rs(5))), 3);
+        // old scaled down in spec but its pods not yet deleted (status 3): wait for them.
+        let mut shrinking = rs(1);
+        shrinking.status = Some(ReplicaSetStatus {
+            replicas: 3,
+            ..Default::default()
+        });
+        assert_eq!(new_rs_replicas(3, 1, &[shrinking], Some(&rs(1))), 1);
     }
 }
