@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
-use crate::pods::{controller_ref, controller_uid, is_active, selector_string};
+use crate::pods::{adopt, controller_ref, controller_uid, is_active, selector_string};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -204,21 +204,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action> {
     {
         match controller_uid(&rs.metadata) {
             Some(u) if u == uid => sets.push(rs),
-            None if rs.metadata.deletion_timestamp.is_none() => {
-                let mut refs = rs.owner_references().to_vec();
-                refs.push(controller_ref(d.as_ref()));
-                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs.resource_version()}});
-                if rs_api
-                    .patch(
-                        &rs.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                    .is_ok()
-                {
-                    sets.push(rs);
-                }
+            None if rs.metadata.deletion_timestamp.is_none()
+                && adopt(&rs_api, &rs, d.as_ref()).await? =>
+            {
+                sets.push(rs)
             }
             _ => {}
         }

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::Selector;
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
@@ -27,6 +28,32 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
         uid: owner.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// Makes `owner` the controller of the orphan `obj` (a merge patch that fails if `obj`
+/// changed since it was read). `false` when `obj` is gone or changed meanwhile: the next
+/// reconcile looks again.
+pub async fn adopt<K, O>(api: &Api<K>, obj: &K, owner: &O) -> Result<bool>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    O: Resource<DynamicType = ()>,
+{
+    let mut refs = obj.owner_references().to_vec();
+    refs.push(controller_ref(owner));
+    let patch =
+        json!({"metadata": {"ownerReferences": refs, "resourceVersion": obj.resource_version()}});
+    match api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if has_code(&e, 404) || has_code(&e, 409) => Ok(false),
+        Err(e) => Err(Error::api(format!("adopting {}", obj.name_any()), e)),
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
-    Expectations, available_in, controller_ref, controller_uid, create_pod, delete_pod,
+    Expectations, adopt, available_in, controller_ref, controller_uid, create_pod, delete_pod,
     deletion_order, is_active, is_available, is_ready, pod_from_template, selector_string,
 };
 
@@ -98,7 +98,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
         match controller_uid(&p.metadata) {
             Some(u) if u == uid => owned.push(p),
             Some(_) => {}
-            None if p.metadata.deletion_timestamp.is_none() && adopt(&ctx, &rs, &p).await? => {
+            None if p.metadata.deletion_timestamp.is_none()
+                && adopt(&pods_api, &p, rs.as_ref()).await? =>
+            {
                 owned.push(p)
             }
             None => {}
@@ -135,26 +137,6 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
         None => Action::await_change(),
     })
-}
-
-async fn adopt(ctx: &Ctx, rs: &ReplicaSet, pod: &Pod) -> Result<bool> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-    let mut refs = pod.owner_references().to_vec();
-    refs.push(controller_ref(rs));
-    let patch =
-        json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.resource_version()}});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if has_code(&e, 404) || has_code(&e, 409) => Ok(false),
-        Err(e) => Err(Error::api(format!("adopting pod {}", pod.name_any()), e)),
-    }
 }
 
 async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, n: usize) -> Result<Vec<String>> {
