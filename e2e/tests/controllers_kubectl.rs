@@ -2,7 +2,8 @@
 //! through the seeds' orchestration — the seeds' Deployment, Service and HPA, `rollout
 //! status`, `set image`, `rollout history|undo|pause|resume|restart`, `scale`, `create job` +
 //! `wait`, a NoExecute taint that moves pods away, and the scheduler's and controllers'
-//! events.
+//! events; and a DaemonSet's and a StatefulSet's ControllerRevisions through `rollout
+//! history|undo|status` and `set image`.
 
 use std::time::Duration;
 
@@ -53,8 +54,8 @@ fn app_pods(s: &BerthServer, app: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[test]
-fn seeds_roll_out_roll_back_scale_run_jobs_and_move_off_tainted_nodes() {
+/// `berth server --disable-agent --simulated-nodes 3`, once its 3 nodes are Ready.
+fn server_with_three_nodes() -> BerthServer {
     let s = BerthServer::start(&["--simulated-nodes", "3"]);
     wait_until("3 ready simulated nodes", WAIT, || {
         let nodes = json(&s, &["get", "nodes"]);
@@ -70,6 +71,12 @@ fn seeds_roll_out_roll_back_scale_run_jobs_and_move_off_tainted_nodes() {
             .count();
         (ready == 3).then_some(())
     });
+    s
+}
+
+#[test]
+fn seeds_roll_out_roll_back_scale_run_jobs_and_move_off_tainted_nodes() {
+    let s = server_with_three_nodes();
 
     // The seeds' manifests, unchanged.
     for f in [
@@ -219,4 +226,150 @@ fn seeds_roll_out_roll_back_scale_run_jobs_and_move_off_tainted_nodes() {
     assert!(has("TaintManagerEviction", "berth-controller-manager"));
     let table = s.ok(&["get", "events"]);
     assert!(table.contains("Successfully assigned default/"), "{table}");
+}
+
+/// `kubectl apply -f -` of a JSON manifest.
+fn apply(s: &BerthServer, manifest: &serde_json::Value) {
+    let out = s.kubectl_with(&["apply", "-f", "-"], &[], Some(&manifest.to_string()));
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The revision numbers `kubectl rollout history` lists.
+fn history(s: &BerthServer, what: &str) -> Vec<i64> {
+    s.ok(&["rollout", "history", what])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Waits until `n` running pods of `app` all run `image`, and returns their
+/// `controller-revision-hash` labels.
+fn all_on(s: &BerthServer, app: &str, n: usize, image: &str) -> Vec<String> {
+    wait_until(&format!("{n} {app} pods on {image}"), WAIT, || {
+        let p = app_pods(s, app);
+        (p.len() == n && p.iter().all(|(_, _, i)| i == image)).then_some(())
+    });
+    let list = json(s, &["get", "pods", "-l", &format!("app={app}")]);
+    list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            p["metadata"]["labels"]["controller-revision-hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn daemonset_and_statefulset_history_undo_and_status_with_kubectl() {
+    let s = server_with_three_nodes();
+    let template = |app: &str, image: &str| {
+        serde_json::json!({"metadata": {"labels": {"app": app}},
+            "spec": {"containers": [{"name": app, "image": image}]}})
+    };
+
+    // DaemonSet: one pod per node, revision 1.
+    apply(
+        &s,
+        &serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template("agent", "agent:v1")}}),
+    );
+    let out = s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    all_on(&s, "agent", 3, "agent:v1");
+    assert_eq!(history(&s, "ds/agent"), [1]);
+
+    // set image: revision 2, rolled out to every node.
+    s.ok(&["set", "image", "ds/agent", "agent=agent:v2"]);
+    let out = s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let hashes = all_on(&s, "agent", 3, "agent:v2");
+    assert_eq!(history(&s, "ds/agent"), [1, 2]);
+    let rev1 = s.ok(&["rollout", "history", "ds/agent", "--revision=1"]);
+    assert!(rev1.contains("agent:v1"), "{rev1}");
+    let revs = json(&s, &["get", "controllerrevisions", "-l", "app=agent"]);
+    let current = revs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == 2)
+        .expect("revision 2")
+        .clone();
+    let hash = current["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .unwrap();
+    assert!(hashes.iter().all(|h| h == hash), "{hashes:?} vs {hash}");
+    assert_eq!(
+        current["metadata"]["name"].as_str(),
+        Some(format!("agent-{hash}").as_str())
+    );
+
+    // undo: back to the first template, which becomes revision 3.
+    let out = s.ok(&["rollout", "undo", "ds/agent"]);
+    assert!(out.contains("rolled back"), "{out}");
+    s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    all_on(&s, "agent", 3, "agent:v1");
+    assert_eq!(history(&s, "ds/agent"), [2, 3]);
+    // undo to a named revision; the current one is skipped.
+    s.ok(&["rollout", "undo", "ds/agent", "--to-revision=2"]);
+    s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    all_on(&s, "agent", 3, "agent:v2");
+    assert_eq!(history(&s, "ds/agent"), [3, 4]);
+    let out = s.ok(&["rollout", "undo", "ds/agent", "--to-revision=4"]);
+    assert!(out.contains("skipped rollback"), "{out}");
+    let err = s.fails(&["rollout", "undo", "ds/agent", "--to-revision=9"]);
+    assert!(err.contains("unable to find specified revision 9"), "{err}");
+
+    // StatefulSet: the same through its revisions.
+    apply(
+        &s,
+        &serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db"},
+            "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": template("db", "db:v1")}}),
+    );
+    s.ok(&["rollout", "status", "sts/db", "--timeout=90s"]);
+    all_on(&s, "db", 2, "db:v1");
+    assert_eq!(history(&s, "sts/db"), [1]);
+    s.ok(&["set", "image", "sts/db", "db=db:v2"]);
+    s.ok(&["rollout", "status", "sts/db", "--timeout=90s"]);
+    all_on(&s, "db", 2, "db:v2");
+    assert_eq!(history(&s, "sts/db"), [1, 2]);
+    let rev1 = s.ok(&["rollout", "history", "sts/db", "--revision=1"]);
+    assert!(rev1.contains("db:v1"), "{rev1}");
+    let out = s.ok(&["rollout", "undo", "sts/db"]);
+    assert!(out.contains("rolled back"), "{out}");
+    s.ok(&["rollout", "status", "sts/db", "--timeout=90s"]);
+    let labels = all_on(&s, "db", 2, "db:v1");
+    assert_eq!(history(&s, "sts/db"), [2, 3]);
+    let status = wait_until("the statefulset's revisions to settle", WAIT, || {
+        let st = json(&s, &["get", "sts", "db"])["status"].clone();
+        (st["currentRevision"] == st["updateRevision"] && st["updatedReplicas"] == 2).then_some(st)
+    });
+    // Pods carry the revision's name, as on Kubernetes.
+    assert!(
+        labels
+            .iter()
+            .all(|l| status["updateRevision"] == l.as_str()),
+        "{labels:?} vs {status}"
+    );
+    let rev = json(
+        &s,
+        &[
+            "get",
+            "controllerrevision",
+            status["updateRevision"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(rev["revision"], 3);
 }

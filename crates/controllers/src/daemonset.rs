@@ -2,14 +2,16 @@
 //! with a node-affinity term on the node's name and the tolerations Kubernetes gives daemon
 //! pods; pods of an outdated template are replaced by the RollingUpdate strategy at most
 //! `maxUnavailable` at a time (OnDelete leaves them). Status carries the scheduled, ready,
-//! available, updated and misscheduled counts.
+//! available, updated and misscheduled counts. Each distinct template is kept as a
+//! ControllerRevision (`revisions`), whose hash labels the pods, so `kubectl rollout
+//! history|undo daemonset` work; history beyond `revisionHistoryLimit` is pruned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -20,15 +22,13 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::deployment::template_hash;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
     Expectations, controller_ref, controller_uid, create_pod, delete_pod, is_active, is_available,
     is_ready, pod_from_template, selector_string,
 };
-
-pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
+use crate::revisions::{self, REVISION_HASH_LABEL};
 
 struct Ctx {
     client: Client,
@@ -62,6 +62,10 @@ impl DaemonSetController {
         let store = controller.store();
         controller
             .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .owns(
+                Api::<ControllerRevision>::all(client.clone()),
+                watcher::Config::default(),
+            )
             .watches(
                 Api::<Node>::all(client),
                 watcher::Config::default(),
@@ -208,7 +212,21 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let who = format!("daemonset {ns}/{name}");
     let spec = ds.spec.clone().unwrap_or_default();
     let selector = selector_string(&who, Some(&spec.selector))?;
-    let hash = template_hash(&spec.template, 0);
+    let history = revisions::sync(
+        &ctx.client,
+        ds.as_ref(),
+        &revisions::Owner {
+            selector: &spec.selector,
+            template: &spec.template,
+            collision_count: ds
+                .status
+                .as_ref()
+                .and_then(|s| s.collision_count)
+                .unwrap_or(0),
+        },
+    )
+    .await?;
+    let hash = history.hash();
     let nodes: Vec<Node> = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await
@@ -333,6 +351,18 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
         ctx.expectations.expect(&uid, created, deleted);
     }
+    // History no live pod uses, beyond the limit.
+    let live: std::collections::HashSet<&str> = pods
+        .iter()
+        .filter_map(|p| p.labels().get(REVISION_HASH_LABEL).map(String::as_str))
+        .collect();
+    let expired = revisions::expired(
+        &history.old,
+        revisions::history_limit(spec.revision_history_limit),
+        true,
+        |r| live.contains(revisions::revision_hash(r).as_str()),
+    );
+    revisions::delete(&ctx.client, &ns, &expired).await?;
     // Status.
     let scheduled: Vec<&Pod> = by_node
         .iter()

@@ -34,6 +34,7 @@ mod pods;
 mod queue;
 mod replicaset;
 mod resources;
+mod revisions;
 mod serviceaccount;
 mod statefulset;
 mod volumes;

@@ -3,15 +3,22 @@
 //! (`<claim>-<name>-<ordinal>`, kept when pods go), ordered start (OrderedReady: each pod
 //! waits for the previous ones to be Running and Ready) and reverse-ordered stop, and
 //! RollingUpdate from the highest ordinal down to `partition`, one pod at a time.
+//!
+//! Each distinct template is kept as a ControllerRevision (`revisions`), so `kubectl rollout
+//! history|undo statefulset` work. As on Kubernetes, a pod's `controller-revision-hash`
+//! label and `status.currentRevision`/`updateRevision` hold the revision's *name*; pods
+//! below the partition that must be recreated get the current revision's template, the
+//! others the update revision's. History beyond `revisionHistoryLimit` that neither a pod
+//! nor the status uses is pruned.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -21,14 +28,13 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemonset::REVISION_HASH_LABEL;
-use crate::deployment::template_hash;
 use crate::error::{Error, Result, has_code};
 use crate::events::{EventRecorder, InvolvedObject};
 use crate::pods::{
     controller_ref, controller_uid, is_available, is_ready, phase, pod_from_template,
     selector_string,
 };
+use crate::revisions::{self, REVISION_HASH_LABEL};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -56,7 +62,11 @@ impl StatefulSetController {
             Api::<StatefulSet>::all(client.clone()),
             watcher::Config::default(),
         )
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<ControllerRevision>::all(client),
+            watcher::Config::default(),
+        )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, self.ctx)
         .for_each(|_| futures::future::ready(()))
@@ -144,12 +154,40 @@ async fn ensure_claims(ctx: &Ctx, set: &StatefulSet, ord: i32) -> Result<Vec<Vol
     Ok(volumes)
 }
 
-async fn create_pod(ctx: &Ctx, set: &StatefulSet, ord: i32, hash: &str) -> Result<()> {
+/// The template and revision name of the pod with ordinal `ord`: below a RollingUpdate
+/// partition the current revision's, otherwise the update revision's.
+fn versioned_template(
+    set: &StatefulSet,
+    ord: i32,
+    current: &ControllerRevision,
+    update: &ControllerRevision,
+) -> Result<(PodTemplateSpec, String)> {
+    let spec = set.spec.clone().unwrap_or_default();
+    let strategy = spec.update_strategy.unwrap_or_default();
+    let partition = strategy
+        .rolling_update
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    if strategy.type_.as_deref() != Some("OnDelete")
+        && ord < partition
+        && current.metadata.name != update.metadata.name
+    {
+        return Ok((revisions::revision_template(current)?, current.name_any()));
+    }
+    Ok((spec.template, update.name_any()))
+}
+
+async fn create_pod(
+    ctx: &Ctx,
+    set: &StatefulSet,
+    ord: i32,
+    mut template: PodTemplateSpec,
+    revision: &str,
+) -> Result<()> {
     let ns = set.namespace().unwrap_or_default();
     let name = format!("{}-{ord}", set.name_any());
     let spec = set.spec.clone().unwrap_or_default();
     let claims = ensure_claims(ctx, set, ord).await?;
-    let mut template = spec.template.clone();
     if let Some(ps) = template.spec.as_mut() {
         ps.hostname = Some(name.clone());
         if !spec.service_name.clone().unwrap_or_default().is_empty() {
@@ -167,7 +205,7 @@ async fn create_pod(ctx: &Ctx, set: &StatefulSet, ord: i32, hash: &str) -> Resul
     let extra = BTreeMap::from([
         (POD_NAME_LABEL.to_string(), name.clone()),
         (POD_INDEX_LABEL.to_string(), ord.to_string()),
-        (REVISION_HASH_LABEL.to_string(), hash.to_string()),
+        (REVISION_HASH_LABEL.to_string(), revision.to_string()),
     ]);
     let pod = pod_from_template(
         &template,
@@ -237,7 +275,29 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let selector = selector_string(&who, Some(&spec.selector))?;
     let replicas = spec.replicas.unwrap_or(1).max(0);
     let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
-    let hash = template_hash(&spec.template, 0);
+    let history = revisions::sync(
+        &ctx.client,
+        set.as_ref(),
+        &revisions::Owner {
+            selector: &spec.selector,
+            template: &spec.template,
+            collision_count: set
+                .status
+                .as_ref()
+                .and_then(|s| s.collision_count)
+                .unwrap_or(0),
+        },
+    )
+    .await?;
+    let update_rev = &history.current;
+    let update_name = update_rev.name_any();
+    // The revision the pods below the partition keep; the update revision at first.
+    let current_rev = set
+        .status
+        .as_ref()
+        .and_then(|s| s.current_revision.as_deref())
+        .and_then(|n| history.find(n))
+        .unwrap_or(update_rev);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut pods: BTreeMap<i32, Pod> = BTreeMap::new();
     for p in pods_api
@@ -268,7 +328,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
         for ord in 0..replicas {
             match pods.get(&ord) {
                 None => {
-                    create_pod(&ctx, &set, ord, &hash).await?;
+                    let (template, revision) =
+                        versioned_template(&set, ord, current_rev, update_rev)?;
+                    create_pod(&ctx, &set, ord, template, &revision).await?;
                     acted = true;
                     if !parallel {
                         break;
@@ -310,7 +372,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
             .unwrap_or(0);
         for ord in (partition..replicas).rev() {
             let Some(p) = pods.get(&ord) else { continue };
-            if p.labels().get(REVISION_HASH_LABEL) != Some(&hash) {
+            if p.labels().get(REVISION_HASH_LABEL) != Some(&update_name) {
                 if p.metadata.deletion_timestamp.is_none() {
                     delete_pod(&ctx, &set, p).await?;
                 }
@@ -332,22 +394,25 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let old = set.status.clone().unwrap_or_default();
     let updated = current
         .iter()
-        .filter(|p| p.labels().get(REVISION_HASH_LABEL) == Some(&hash))
+        .filter(|p| p.labels().get(REVISION_HASH_LABEL) == Some(&update_name))
         .count() as i32;
-    let current_revision = if updated as usize == current.len() && updated == replicas {
-        hash.clone()
-    } else {
-        old.current_revision.clone().unwrap_or_else(|| hash.clone())
-    };
+    let ready = current.iter().filter(|p| is_ready(p)).count() as i32;
+    // The rollout is complete once every replica runs the update revision and is ready.
+    let current_revision =
+        if updated as usize == current.len() && updated == replicas && ready == replicas {
+            update_name.clone()
+        } else {
+            current_rev.name_any()
+        };
     let status = json!({
         "observedGeneration": set.metadata.generation,
         "replicas": pods.values().filter(|p| p.metadata.deletion_timestamp.is_none()).count(),
-        "readyReplicas": current.iter().filter(|p| is_ready(p)).count(),
+        "readyReplicas": ready,
         "availableReplicas": current.iter().filter(|p| is_available(p, min_ready, now)).count(),
         "currentReplicas": current.iter().filter(|p| p.labels().get(REVISION_HASH_LABEL) == Some(&current_revision)).count(),
         "updatedReplicas": updated,
         "currentRevision": current_revision,
-        "updateRevision": hash,
+        "updateRevision": update_name,
     });
     let oldv = serde_json::to_value(&old).unwrap_or_default();
     if status.as_object().is_some_and(|m| {
@@ -368,6 +433,20 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
             Err(e) => return Err(Error::api(format!("updating the status of {who}"), e)),
         }
     }
+    // History beyond the limit that neither a pod nor the status uses.
+    let mut live: std::collections::HashSet<String> = pods
+        .values()
+        .filter_map(|p| p.labels().get(REVISION_HASH_LABEL).cloned())
+        .collect();
+    live.insert(current_revision);
+    live.insert(update_name);
+    let expired = revisions::expired(
+        &history.old,
+        revisions::history_limit(spec.revision_history_limit),
+        false,
+        |r| live.contains(&r.name_any()),
+    );
+    revisions::delete(&ctx.client, &ns, &expired).await?;
     Ok(if acted {
         Action::requeue(Duration::from_millis(500))
     } else {
