@@ -126,3 +126,50 @@ async fn autoscaler_scales_up_and_down_from_fed_metrics() -> anyhow::Result<()> 
     })
     .await
 }
+
+#[tokio::test]
+async fn autoscaler_scale_up_is_limited_by_a_pods_policy() -> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
+        let client = cluster.client();
+        let ns = namespace(&client).await?;
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        create(&deploys, deployment("burst", 1)).await?;
+        // 100% of requests used against a 20% target: the metric asks for 5× the pods.
+        cluster.nodes().unwrap().set_cpu_usage(&ns, &[("app", "burst")], 200);
+        let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+        create(&hpas, json!({"metadata": {"name": "burst"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "burst"},
+            "minReplicas": 1, "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 20}}}],
+            "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 1800}]}}}})).await?;
+        // One pod per 30 minutes: 1 → 2, and a later sync at 2 (asking for 10) is held there.
+        let h = wait_for("a sync at 2 replicas limited by the policy", WAIT, || async {
+            let h = hpas.get("burst").await?;
+            let Some(st) = h.status.clone() else { return Ok(None) };
+            let limited = st.conditions.iter().flatten().any(|c| c.type_ == "ScalingLimited" && c.status == "True" && c.reason.as_deref() == Some("ScaleUpLimit"));
+            Ok((st.current_replicas == Some(2) && st.desired_replicas == 2 && limited).then_some(h))
+        })
+        .await?;
+        let st = h.status.unwrap();
+        assert!(st.last_scale_time.is_some());
+        let able = st.conditions.iter().flatten().find(|c| c.type_ == "AbleToScale").unwrap();
+        assert_eq!(able.status, "True");
+        assert_eq!(deploys.get("burst").await?.spec.unwrap().replicas, Some(2));
+        // The event names the new size and the metric.
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let rescaled = wait_for("the SuccessfulRescale event", WAIT, || async {
+            let list = events.list(&ListParams::default()).await?.items;
+            Ok(list.into_iter().find(|e| e.reason.as_deref() == Some("SuccessfulRescale")))
+        })
+        .await?;
+        assert_eq!(
+            rescaled.message.as_deref(),
+            Some("New size: 2; reason: cpu resource utilization (percentage of request) above target")
+        );
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}

@@ -2,11 +2,19 @@
 //! objects served in another version): reads the target's `scale` subresource, computes
 //! the replicas each Resource metric (cpu or memory, Utilization or AverageValue) asks for
 //! from pod usage (a [`MetricsSource`]) and pod requests, keeps within a 10% tolerance,
-//! applies the scale-up/scale-down stabilization windows and min/max, writes the new scale
-//! and reports currentMetrics and the AbleToScale/ScalingActive/ScalingLimited conditions.
+//! then normalizes the recommendation as Kubernetes does (`scaling`): with `behavior`, the
+//! stabilization window of each direction, the rate `policies` (Pods or Percent per
+//! period, over this autoscaler's recent scale events) combined by `selectPolicy`
+//! (Max/Min/Disabled), with Kubernetes' defaults for what is left out; without it, the
+//! scale-down window and at most max(2 × current, 4) at once; and min/max. A target outside
+//! min/max is brought back without metrics. It writes the new scale and reports
+//! currentMetrics and the AbleToScale/ScalingActive/ScalingLimited conditions
+//! (`ScaleUpLimit`, `ScaleDownLimit`, `TooManyReplicas`, `TooFewReplicas`,
+//! `DesiredWithinRange`).
 //!
-//! Not implemented: Pods, Object and External metrics (reported as ScalingActive=False) and
-//! the rate `policies` of `behavior` (only its stabilization windows are honoured).
+//! Recommendations and scale events live in memory, per autoscaler, as in Kubernetes: a
+//! restarted controller starts them afresh. Not implemented: Pods, Object and External
+//! metrics (reported as ScalingActive=False) and the alpha per-rule `tolerance`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +40,7 @@ use crate::events::{EventRecorder, InvolvedObject};
 use crate::metrics::MetricsSource;
 use crate::pods::is_active;
 use crate::resources::{int_value, milli_value};
+use crate::scaling::{Behavior, Limits, READY, ScaleHistory};
 
 const TOLERANCE: f64 = 0.1;
 
@@ -58,8 +67,8 @@ struct Ctx {
     recorder: EventRecorder,
     metrics: Arc<dyn MetricsSource>,
     config: HpaConfig,
-    /// Recommendations per autoscaler uid.
-    history: Mutex<HashMap<String, Vec<(Instant, i32)>>>,
+    /// Recommendations and scale events per autoscaler uid.
+    history: Mutex<HashMap<String, ScaleHistory>>,
 }
 
 /// The autoscaler component.
@@ -327,90 +336,112 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
             cond("ScalingActive", false, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero", now)]})).await?;
         return Ok(Action::requeue(ctx.config.sync_period));
     }
-    let selector_str = scale
-        .status
+    let who = format!("horizontalpodautoscaler {ns}/{name}");
+    let behavior = spec
+        .behavior
         .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
-    let selector: Selector = selector_str
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let metrics = spec.metrics.clone().unwrap_or_else(|| {
-        vec![serde_json::from_value(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}})).unwrap_or_default()]
-    });
-    let mut proposal: Option<(i32, String)> = None;
-    let mut current_metrics = Vec::new();
-    let mut metric_error = None;
-    for m in &metrics {
-        match evaluate(&ctx, &ns, &selector, m, current).await {
-            Ok(r) => {
-                current_metrics.push(r.status);
-                if proposal.as_ref().is_none_or(|(p, _)| r.replicas > *p) {
-                    proposal = Some((r.replicas, r.description));
-                }
-            }
-            Err(e) => metric_error = Some(e.to_string()),
-        }
-    }
-    let Some((raw, reason)) = proposal else {
-        let msg = format!(
-            "the HPA was unable to compute the replica count: {}",
-            metric_error.unwrap_or_default()
-        );
-        ctx.recorder.warning(
-            &InvolvedObject::of(hpa.as_ref()),
-            "FailedGetResourceMetric",
-            &msg,
-        );
-        write_status(json!({"currentReplicas": current, "desiredReplicas": current, "conditions": [
-            cond("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", now.clone()),
-            cond("ScalingActive", false, "FailedGetResourceMetric", &msg, now)]})).await?;
-        return Ok(Action::requeue(ctx.config.sync_period));
-    };
-    // Stabilization windows over recent recommendations.
-    let behavior = spec.behavior.clone().unwrap_or_default();
-    let down_window = behavior
-        .scale_down
-        .and_then(|r| r.stabilization_window_seconds)
-        .map(|s| Duration::from_secs(s.max(0) as u64))
-        .unwrap_or(ctx.config.downscale_window);
-    let up_window = behavior
-        .scale_up
-        .and_then(|r| r.stabilization_window_seconds)
-        .map(|s| Duration::from_secs(s.max(0) as u64))
-        .unwrap_or(Duration::ZERO);
-    let stabilized = {
-        let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
-        let h = hist.entry(uid.clone()).or_default();
-        let nowi = Instant::now();
-        h.push((nowi, raw));
-        let keep = down_window.max(up_window);
-        h.retain(|(t, _)| nowi.duration_since(*t) <= keep);
-        let up_limit = h
-            .iter()
-            .filter(|(t, _)| nowi.duration_since(*t) <= up_window)
-            .map(|(_, r)| *r)
-            .min()
-            .unwrap_or(raw);
-        let down_limit = h
-            .iter()
-            .filter(|(t, _)| nowi.duration_since(*t) <= down_window)
-            .map(|(_, r)| *r)
-            .max()
-            .unwrap_or(raw);
-        if raw > current {
-            up_limit.max(current)
-        } else {
-            down_limit.min(current)
-        }
-    };
-    let desired = stabilized.clamp(min, max);
-    let limited = stabilized != desired;
+        .map(|b| Behavior::from_spec(&who, b, ctx.config.downscale_window))
+        .transpose()?;
     let old = hpa.status.clone().unwrap_or_default();
+    let old_cond = |t: &str| {
+        old.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .and_then(|c| serde_json::to_value(c).ok())
+    };
+    // Outside min..max the target is brought back without looking at metrics (and the
+    // metric conditions stay as they were); otherwise the metrics decide.
+    let mut current_metrics = Vec::new();
+    let (desired, rescale_reason, decision, active) = if current > max {
+        (
+            max,
+            "Current number of replicas above Spec.MaxReplicas".to_string(),
+            None,
+            old_cond("ScalingActive"),
+        )
+    } else if current < min {
+        (
+            min,
+            "Current number of replicas below Spec.MinReplicas".to_string(),
+            None,
+            old_cond("ScalingActive"),
+        )
+    } else {
+        let selector_str = scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        let selector: Selector = selector_str
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let metrics = spec.metrics.clone().unwrap_or_else(|| {
+            vec![serde_json::from_value(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}})).unwrap_or_default()]
+        });
+        let mut proposal: Option<(i32, String)> = None;
+        let mut metric_error = None;
+        for m in &metrics {
+            match evaluate(&ctx, &ns, &selector, m, current).await {
+                Ok(r) => {
+                    current_metrics.push(r.status);
+                    if proposal.as_ref().is_none_or(|(p, _)| r.replicas > *p) {
+                        proposal = Some((r.replicas, r.description));
+                    }
+                }
+                Err(e) => metric_error = Some(e.to_string()),
+            }
+        }
+        let Some((raw, metric)) = proposal else {
+            let msg = format!(
+                "the HPA was unable to compute the replica count: {}",
+                metric_error.unwrap_or_default()
+            );
+            ctx.recorder.warning(
+                &InvolvedObject::of(hpa.as_ref()),
+                "FailedGetResourceMetric",
+                &msg,
+            );
+            write_status(json!({"currentReplicas": current, "desiredReplicas": current, "conditions": [
+                cond("AbleToScale", true, "SucceededGetScale", "the HPA controller was able to get the target's current scale", now.clone()),
+                cond("ScalingActive", false, "FailedGetResourceMetric", &msg, now)]})).await?;
+            return Ok(Action::requeue(ctx.config.sync_period));
+        };
+        let decision = {
+            let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
+            let nowi = Instant::now();
+            hist.entry(uid.clone())
+                .or_insert_with(|| ScaleHistory::new(nowi, current))
+                .decide(
+                    nowi,
+                    behavior.as_ref(),
+                    &Limits {
+                        min,
+                        max,
+                        down_window: ctx.config.downscale_window,
+                    },
+                    current,
+                    raw,
+                )
+        };
+        let reason = if decision.desired > current {
+            format!("{metric} above target")
+        } else {
+            "All metrics below target".to_string()
+        };
+        let active = cond(
+            "ScalingActive",
+            true,
+            "ValidMetricFound",
+            &format!("the HPA was able to successfully calculate a replica count from {metric}"),
+            now.clone(),
+        );
+        (decision.desired, reason, Some(decision), Some(active))
+    };
     let mut last_scale = old.last_scale_time.clone();
-    if desired != current {
+    let able = if desired != current {
         scale_api
             .patch_scale(
                 &target.name,
@@ -419,54 +450,51 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
             )
             .await
             .map_err(|e| Error::api(format!("rescaling {} {}", target.kind, target.name), e))?;
-        let direction = if desired > current { "above" } else { "below" };
         ctx.recorder.normal(
             &InvolvedObject::of(hpa.as_ref()),
             "SuccessfulRescale",
-            &format!("New size: {desired}; reason: {reason} {direction} target"),
+            &format!("New size: {desired}; reason: {rescale_reason}"),
         );
+        {
+            let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
+            let nowi = Instant::now();
+            hist.entry(uid.clone())
+                .or_insert_with(|| ScaleHistory::new(nowi, current))
+                .record_scale(nowi, behavior.as_ref(), current, desired);
+        }
         last_scale = Some(now.clone());
-    }
-    let limit_cond = if limited {
         cond(
-            "ScalingLimited",
+            "AbleToScale",
             true,
-            if stabilized > max {
-                "TooManyReplicas"
-            } else {
-                "TooFewReplicas"
-            },
-            &format!(
-                "the desired replica count is {} than the {} replica count",
-                if stabilized > max { "more" } else { "less" },
-                if stabilized > max {
-                    "maximum"
-                } else {
-                    "minimum"
-                }
-            ),
+            "SucceededRescale",
+            &format!("the HPA controller was able to update the target scale to {desired}"),
             now.clone(),
         )
     } else {
-        cond(
-            "ScalingLimited",
-            false,
-            "DesiredWithinRange",
-            "the desired count is within the acceptable range",
-            now.clone(),
-        )
+        let r = decision.as_ref().map(|d| &d.able).unwrap_or(&READY);
+        cond("AbleToScale", r.status, r.reason, r.message, now.clone())
     };
+    let limited = match &decision {
+        Some(d) => Some(cond(
+            "ScalingLimited",
+            d.limited.status,
+            d.limited.reason,
+            d.limited.message,
+            now.clone(),
+        )),
+        None => old_cond("ScalingLimited"),
+    };
+    let conditions: Vec<Value> = [Some(able), active, limited]
+        .into_iter()
+        .flatten()
+        .collect();
     write_status(json!({
         "observedGeneration": hpa.metadata.generation,
         "currentReplicas": current,
         "desiredReplicas": desired,
         "currentMetrics": current_metrics,
         "lastScaleTime": last_scale,
-        "conditions": [
-            cond("AbleToScale", true, "ReadyForNewScale", "recommended size matches current size", now.clone()),
-            cond("ScalingActive", true, "ValidMetricFound", &format!("the HPA was able to successfully calculate a replica count from {reason}"), now),
-            limit_cond,
-        ],
+        "conditions": conditions,
     }))
     .await?;
     Ok(Action::requeue(ctx.config.sync_period))

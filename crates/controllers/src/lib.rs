@@ -35,6 +35,7 @@ mod queue;
 mod replicaset;
 mod resources;
 mod revisions;
+mod scaling;
 mod serviceaccount;
 mod statefulset;
 mod volumes;
