@@ -78,9 +78,21 @@ fn init_logging(level: Option<&str>) {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use std::os::fd::AsFd;
+    // Each event is formatted whole and written with one write(2) on a duplicate of fd 2,
+    // bypassing std's stderr lock: threads logging at once (the Ingress workers' access log)
+    // do not queue on a mutex. Without the duplicate, the lock-taking stderr.
+    let out = std::io::stderr().as_fd().try_clone_to_owned();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = match out {
+        Ok(fd) => builder.with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(
+            std::sync::Arc::new(std::fs::File::from(fd)),
+        )),
+        Err(_) => builder.with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(
+            std::io::stderr,
+        )),
+    };
+    let _ = builder
         // Colours for a terminal only: a log file gets plain lines.
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();

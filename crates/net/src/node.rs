@@ -375,10 +375,11 @@ impl NodeNetwork {
                 let mut cfg = base.clone();
                 cfg.class = class;
                 let proxy = IngressProxy::new(cfg, SniResolver::default());
-                let listeners = proxy.bind().await?;
+                let listeners = proxy.bind()?;
+                let (http, https) = (listeners.http_addr(), listeners.https_addr());
                 let stop = shutdown.child_token();
                 let task = tokio::spawn(proxy.clone().serve(listeners, stop.clone()));
-                tracing::info!(http = ?proxy.config().http, https = ?proxy.config().https, class = %proxy.config().class, "ingress proxy serving");
+                tracing::info!(?http, ?https, class = %proxy.config().class, "ingress proxy serving");
                 *running = Some(IngressRunning {
                     proxy,
                     fallback: self_signed()?,

@@ -1,5 +1,6 @@
-//! The Ingress proxy: routes, certificates, the server.
+//! The Ingress proxy: routes, certificates, the server and its worker threads.
 
 pub mod proxy;
 pub mod routes;
 pub mod tls;
+mod workers;

@@ -3,6 +3,7 @@
 //! endpoint. A request whose connection to an endpoint cannot be made is retried on the next
 //! endpoint (when its body is small enough to send again). Each request is logged to the
 //! access log (`berth::ingress::access`).
+//! It runs on worker threads of its own (`workers`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,16 +18,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use hyper_util::rt::TokioExecutor;
 
 use crate::error::{NetError, Result};
 use crate::ingress::routes::RouteTable;
 use crate::ingress::tls::SniResolver;
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(super) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Bodies up to this size are buffered so the request can be retried on another endpoint.
 const RETRY_BODY_LIMIT: u64 = 64 * 1024;
@@ -46,6 +44,8 @@ pub struct IngressConfig {
     pub connect_timeout: Duration,
     /// Endpoints tried per request.
     pub max_attempts: usize,
+    /// Worker threads; 0: one per CPU.
+    pub workers: usize,
 }
 
 impl Default for IngressConfig {
@@ -57,22 +57,38 @@ impl Default for IngressConfig {
             access_log: true,
             connect_timeout: Duration::from_secs(2),
             max_attempts: 3,
+            workers: 0,
         }
     }
 }
 
-/// The proxy; its routes and certificates are swapped by [`IngressProxy::update`].
+/// The proxy; its routes and certificates are swapped by [`IngressProxy::set_routes`] and
+/// [`IngressProxy::certs`].
 pub struct IngressProxy {
     config: IngressConfig,
     routes: RwLock<Arc<RouteTable>>,
     certs: SniResolver,
-    client: Client<HttpConnector, ProxyBody>,
 }
 
-/// Listeners bound by [`IngressProxy::bind`].
+/// Upstream connections, one pool per worker thread.
+pub(super) type Upstream = Client<HttpConnector, ProxyBody>;
+
+/// Listeners bound by [`IngressProxy::bind`] (non-blocking; shared by the worker threads).
 pub struct IngressListeners {
-    pub http: Option<TcpListener>,
-    pub https: Option<TcpListener>,
+    pub http: Option<std::net::TcpListener>,
+    pub https: Option<std::net::TcpListener>,
+}
+
+impl IngressListeners {
+    /// The cleartext listener's address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS listener's address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|l| l.local_addr().ok())
+    }
 }
 
 fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -87,6 +103,18 @@ fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// A value, or `-` without one (access log).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -116,19 +144,29 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap) {
 
 impl IngressProxy {
     pub fn new(config: IngressConfig, certs: SniResolver) -> Arc<IngressProxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Arc::new(IngressProxy {
             config,
             routes: RwLock::new(Arc::new(RouteTable::default())),
             certs,
-            client,
         })
+    }
+
+    /// A worker's upstream pool (its connection tasks run on the worker's runtime).
+    pub(super) fn upstream(&self) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(self.config.connect_timeout));
+        connector.set_nodelay(true);
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(connector)
+    }
+
+    pub(super) fn workers(&self) -> usize {
+        match self.config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     pub fn config(&self) -> &IngressConfig {
@@ -145,102 +183,35 @@ impl IngressProxy {
     }
 
     /// Binds the configured listeners.
-    pub async fn bind(&self) -> Result<IngressListeners> {
-        let bind = |a: Option<SocketAddr>, what: &'static str| async move {
-            match a {
-                None => Ok(None),
-                Some(a) => TcpListener::bind(a)
-                    .await
-                    .map(Some)
-                    .map_err(|e| NetError::io(what, a.to_string(), e)),
-            }
+    pub fn bind(&self) -> Result<IngressListeners> {
+        let bind = |a: Option<SocketAddr>, what: &'static str| match a {
+            None => Ok(None),
+            Some(a) => std::net::TcpListener::bind(a)
+                .and_then(|l| l.set_nonblocking(true).map(|()| Some(l)))
+                .map_err(|e| NetError::io(what, a.to_string(), e)),
         };
         Ok(IngressListeners {
-            http: bind(self.config.http, "binding the Ingress HTTP port on").await?,
-            https: bind(self.config.https, "binding the Ingress HTTPS port on").await?,
+            http: bind(self.config.http, "binding the Ingress HTTP port on")?,
+            https: bind(self.config.https, "binding the Ingress HTTPS port on")?,
         })
     }
 
-    /// Serves on the listeners until `shutdown`.
-    pub async fn serve(self: Arc<Self>, listeners: IngressListeners, shutdown: CancellationToken) {
-        let mut tasks = tokio::task::JoinSet::new();
-        if let Some(l) = listeners.http {
-            tasks.spawn(self.clone().accept_loop(l, None, shutdown.clone()));
-        }
-        if let Some(l) = listeners.https {
-            let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(self.certs.clone()));
-            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-            tasks.spawn(
-                self.clone()
-                    .accept_loop(l, Some(acceptor), shutdown.clone()),
-            );
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-
-    async fn accept_loop(
-        self: Arc<Self>,
-        listener: TcpListener,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "ingress accept");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let me = self.clone();
-            let tls = tls.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                let svc = hyper::service::service_fn(move |req| {
-                    let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req, peer, scheme).await) }
-                });
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let served = match tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        tokio::select! { r = conn => r, _ = stop.cancelled() => Ok(()) }
-                    }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
-                                tokio::select! { r = conn => r, _ = stop.cancelled() => Ok(()) }
-                            }
-                            _ => Ok(()),
-                        }
-                    }
-                };
-                if let Err(e) = served {
-                    tracing::trace!(error = %e, "ingress connection");
-                }
-            });
-        }
+    pub(super) fn tls_acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(self.certs.clone()));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(tls))
     }
 
     /// Routes and forwards one request.
-    pub async fn handle(
+    pub(super) async fn handle(
         &self,
+        upstream: &Upstream,
         req: Request<Incoming>,
         client: SocketAddr,
         scheme: &'static str,
@@ -277,22 +248,27 @@ impl IngressProxy {
                 None,
             ),
             Some(m) => {
-                let (r, ep) = self.forward(req, &host, client, scheme, &m.backend).await;
+                let (r, ep) = self
+                    .forward(upstream, req, &host, client, scheme, &m.backend)
+                    .await;
                 (r, Some(m.backend.name.clone()), ep)
             }
         };
         if self.config.access_log {
+            // One preformatted line (client "METHOD host/path proto" status backend endpoint
+            // time): a single formatting pass, where a field per value costs one each.
             tracing::info!(
                 target: "berth::ingress::access",
-                client = %client.ip(),
-                method = %method,
-                host = %host,
-                path = %path,
-                proto = ?version,
-                status = resp.status().as_u16(),
-                backend = backend.as_deref().unwrap_or("-"),
-                endpoint = endpoint.map(|e| e.to_string()).as_deref().unwrap_or("-"),
-                ms = format_args!("{:.3}", start.elapsed().as_secs_f64() * 1e3),
+                "{} \"{} {}{} {:?}\" {} {} {} {:.3}ms",
+                client.ip(),
+                method,
+                host,
+                path,
+                version,
+                resp.status().as_u16(),
+                OrDash(backend.as_deref()),
+                OrDash(endpoint),
+                start.elapsed().as_secs_f64() * 1e3,
             );
         }
         resp
@@ -300,6 +276,7 @@ impl IngressProxy {
 
     async fn forward(
         &self,
+        upstream: &Upstream,
         req: Request<Incoming>,
         host: &str,
         client: SocketAddr,
@@ -355,7 +332,20 @@ impl IngressProxy {
                 (None, Some(body))
             };
         let mut last = None;
-        for endpoint in backend.order().take(self.config.max_attempts.max(1)) {
+        let attempts: Vec<SocketAddr> = backend
+            .order()
+            .take(self.config.max_attempts.max(1))
+            .collect();
+        let mut head = Some(parts);
+        for (i, &endpoint) in attempts.iter().enumerate() {
+            // The last possible attempt takes the head; earlier ones send a copy.
+            let final_attempt = i + 1 == attempts.len() || retry_body.is_none();
+            let parts = match (final_attempt, &mut head) {
+                (true, h) => h.take(),
+                (false, Some(h)) => Some(h.clone()),
+                (false, None) => None,
+            };
+            let Some(parts) = parts else { break };
             let Ok(uri) = Uri::builder()
                 .scheme("http")
                 .authority(endpoint.to_string())
@@ -371,9 +361,9 @@ impl IngressProxy {
                 (None, Some(s)) => s.boxed(),
                 (None, None) => break,
             };
-            let mut out = Request::from_parts(parts.clone(), body);
+            let mut out = Request::from_parts(parts, body);
             *out.uri_mut() = uri;
-            match self.client.request(out).await {
+            match upstream.request(out).await {
                 Ok(resp) => {
                     let (mut rp, rb) = resp.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
@@ -399,3 +389,7 @@ impl IngressProxy {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;
