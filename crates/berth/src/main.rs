@@ -71,6 +71,29 @@ enum Command {
     Export(image_cli::ExportArgs),
 }
 
+/// Standard error without std's lock: the subscriber formats each event whole and writes it
+/// with one `write(2)`, so threads logging at once (the Ingress workers' access log) do not
+/// queue on a mutex. Not a duplicate of fd 2: the runtime's processes `dup2` descriptors onto
+/// fixed numbers for containers, which replaced a duplicate and sent log lines into them
+/// (pods never started in the e2e tests).
+struct UnlockedStderr;
+
+impl std::io::Write for UnlockedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: a write(2) on fd 2 that reads only `buf`, which outlives the call.
+        let n = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_logging(level: Option<&str>) {
     let filter = match level {
         Some(l) => tracing_subscriber::EnvFilter::new(l),
@@ -78,21 +101,9 @@ fn init_logging(level: Option<&str>) {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
     use std::io::IsTerminal;
-    use std::os::fd::AsFd;
-    // Each event is formatted whole and written with one write(2) on a duplicate of fd 2,
-    // bypassing std's stderr lock: threads logging at once (the Ingress workers' access log)
-    // do not queue on a mutex. Without the duplicate, the lock-taking stderr.
-    let out = std::io::stderr().as_fd().try_clone_to_owned();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let builder = match out {
-        Ok(fd) => builder.with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(
-            std::sync::Arc::new(std::fs::File::from(fd)),
-        )),
-        Err(_) => builder.with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(
-            std::io::stderr,
-        )),
-    };
-    let _ = builder
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| UnlockedStderr)
         // Colours for a terminal only: a log file gets plain lines.
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
