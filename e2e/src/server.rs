@@ -25,7 +25,14 @@ impl BerthServer {
     /// Starts `berth server --disable-agent` (control plane and registry, OS-assigned ports)
     /// plus `extra` flags and waits until it serves.
     pub fn start(extra: &[&str]) -> BerthServer {
-        Self::start_with(extra, false)
+        Self::start_with(extra, false, false)
+    }
+
+    /// Starts `berth server --disable-agent` inside a network namespace of its own, for
+    /// tests that join `berth agent` processes to it: started with [`BerthServer::command`],
+    /// they reach the server and build their pod network there, not in the host's namespace.
+    pub fn start_for_agents(extra: &[&str]) -> BerthServer {
+        Self::start_with(extra, false, true)
     }
 
     /// Starts a whole node: `berth server` with its in-process agent, inside a network
@@ -34,7 +41,7 @@ impl BerthServer {
     /// Commands that must reach the node (kubectl, curl, `berth` image commands) run in that
     /// namespace: use [`BerthServer::command`].
     pub fn start_node(extra: &[&str]) -> BerthServer {
-        Self::start_with(extra, true)
+        Self::start_with(extra, true, true)
     }
 
     /// A command that runs where this server's network is (inside its node namespace).
@@ -74,12 +81,12 @@ impl BerthServer {
         self.netns.as_deref()
     }
 
-    fn start_with(extra: &[&str], agent: bool) -> BerthServer {
+    fn start_with(extra: &[&str], agent: bool, own_netns: bool) -> BerthServer {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
             .expect("temp dir");
-        let netns = agent.then(|| {
+        let netns = own_netns.then(|| {
             let name = crate::unique_name("bn");
             let ok = Command::new("ip")
                 .args(["netns", "add", &name])

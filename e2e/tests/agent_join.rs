@@ -63,7 +63,9 @@ fn berth_token(s: &BerthServer) -> String {
 }
 
 fn agent_cmd(s: &BerthServer, token: &str, data: &std::path::Path, name: &str) -> Command {
-    let mut c = Command::new(berth_bin());
+    // In the server's network namespace: the agent's bridge, routes and nftables table are
+    // made there, never in the host's.
+    let mut c = s.command(berth_bin());
     c.args([
         "agent",
         "--server",
@@ -89,7 +91,7 @@ fn agent_cmd(s: &BerthServer, token: &str, data: &std::path::Path, name: &str) -
 #[test]
 fn berth_agent_joins_with_the_token_and_runs_pods() {
     berth_e2e::require_root();
-    let s = BerthServer::start(&[]);
+    let s = BerthServer::start_for_agents(&[]);
     let token = berth_token(&s);
     assert!(token.starts_with("B10") && token.contains("::"), "{token}");
 
