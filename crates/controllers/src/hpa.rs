@@ -13,7 +13,8 @@
 //! `DesiredWithinRange`).
 //!
 //! Recommendations and scale events live in memory, per autoscaler, as in Kubernetes: a
-//! restarted controller starts them afresh. Not implemented: Pods, Object and External
+//! restarted controller starts them afresh; an autoscaler's are forgotten once it has not
+//! been evaluated for [`FORGET_AFTER`] (it was deleted). Not implemented: Pods, Object and External
 //! metrics (reported as ScalingActive=False) and the alpha per-rule `tolerance`.
 
 use std::collections::HashMap;
@@ -62,13 +63,40 @@ impl Default for HpaConfig {
     }
 }
 
+/// History of an autoscaler not evaluated for this long is dropped: longer than the longest
+/// stabilization window (3600 s) and policy period (1800 s) validation allows, while a live
+/// autoscaler is evaluated every sync period.
+const FORGET_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+/// An autoscaler's history and when it was last evaluated.
+struct Tracked {
+    seen: Instant,
+    history: ScaleHistory,
+}
+
+/// The history of `uid`, marked as seen now; histories not seen for [`FORGET_AFTER`] go.
+fn tracked<'a>(
+    all: &'a mut HashMap<String, Tracked>,
+    uid: &str,
+    now: Instant,
+    current: i32,
+) -> &'a mut ScaleHistory {
+    all.retain(|_, t| now.saturating_duration_since(t.seen) < FORGET_AFTER);
+    let t = all.entry(uid.to_string()).or_insert_with(|| Tracked {
+        seen: now,
+        history: ScaleHistory::new(now, current),
+    });
+    t.seen = now;
+    &mut t.history
+}
+
 struct Ctx {
     client: Client,
     recorder: EventRecorder,
     metrics: Arc<dyn MetricsSource>,
     config: HpaConfig,
     /// Recommendations and scale events per autoscaler uid.
-    history: Mutex<HashMap<String, ScaleHistory>>,
+    history: Mutex<HashMap<String, Tracked>>,
 }
 
 /// The autoscaler component.
@@ -412,19 +440,17 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         let decision = {
             let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
             let nowi = Instant::now();
-            hist.entry(uid.clone())
-                .or_insert_with(|| ScaleHistory::new(nowi, current))
-                .decide(
-                    nowi,
-                    behavior.as_ref(),
-                    &Limits {
-                        min,
-                        max,
-                        down_window: ctx.config.downscale_window,
-                    },
-                    current,
-                    raw,
-                )
+            tracked(&mut hist, &uid, nowi, current).decide(
+                nowi,
+                behavior.as_ref(),
+                &Limits {
+                    min,
+                    max,
+                    down_window: ctx.config.downscale_window,
+                },
+                current,
+                raw,
+            )
         };
         let reason = if decision.desired > current {
             format!("{metric} above target")
@@ -458,9 +484,12 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         {
             let mut hist = ctx.history.lock().unwrap_or_else(|p| p.into_inner());
             let nowi = Instant::now();
-            hist.entry(uid.clone())
-                .or_insert_with(|| ScaleHistory::new(nowi, current))
-                .record_scale(nowi, behavior.as_ref(), current, desired);
+            tracked(&mut hist, &uid, nowi, current).record_scale(
+                nowi,
+                behavior.as_ref(),
+                current,
+                desired,
+            );
         }
         last_scale = Some(now.clone());
         cond(
@@ -498,4 +527,28 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
     }))
     .await?;
     Ok(Action::requeue(ctx.config.sync_period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histories_of_autoscalers_not_evaluated_for_long_are_forgotten() {
+        let mut all = HashMap::new();
+        let t0 = Instant::now();
+        tracked(&mut all, "a", t0, 3);
+        tracked(&mut all, "b", t0, 3);
+        // "a" keeps being evaluated; "b" was deleted.
+        let mut t = t0;
+        while t < t0 + FORGET_AFTER {
+            t += Duration::from_secs(15);
+            tracked(&mut all, "a", t, 3);
+        }
+        assert!(all.contains_key("a"));
+        assert!(
+            !all.contains_key("b"),
+            "a deleted autoscaler's history is dropped"
+        );
+    }
 }
