@@ -58,6 +58,17 @@ where
     Ok(api.create(&PostParams::default(), &typed).await?)
 }
 
+/// Creates a namespace of its own for one test, named `<prefix>-<unique suffix>`.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> anyhow::Result<String> {
+    let ns = unique(prefix);
+    create(
+        &Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+        serde_json::json!({"metadata": {"name": ns}}),
+    )
+    .await?;
+    Ok(ns)
+}
+
 /// A unique name for objects and namespaces of one test.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

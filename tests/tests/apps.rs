@@ -3,26 +3,16 @@
 use std::time::Duration;
 
 use berth_testing::{TestCluster, TestClusterOptions};
-use berth_tests::{WAIT, create, unique, wait_for, within};
+use berth_tests::{WAIT, create, namespace, unique, wait_for, within};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn namespace(client: &Client) -> anyhow::Result<String> {
-    let ns = unique("apps");
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await?;
-    Ok(ns)
-}
 
 fn node_of(p: &Pod) -> Option<String> {
     p.spec.as_ref().and_then(|s| s.node_name.clone())
@@ -38,7 +28,7 @@ async fn daemonset_covers_every_node_including_later_ones_and_rolls() -> anyhow:
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "apps").await?;
         let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         create(&dss, json!({"metadata": {"name": "agent"}, "spec": {
@@ -80,7 +70,7 @@ async fn statefulset_starts_in_order_keeps_names_and_claims() -> anyhow::Result<
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "apps").await?;
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // Record the order in which pods appear.
@@ -199,7 +189,7 @@ async fn claims_bind_to_matching_volumes_or_get_one_provisioned() -> anyhow::Res
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::default()).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "apps").await?;
         let pvs: Api<PersistentVolume> = Api::all(client.clone());
         let small = unique("pv-small");
         let big = unique("pv-big");

@@ -3,24 +3,14 @@
 use std::time::Duration;
 
 use berth_testing::{TestCluster, TestClusterOptions};
-use berth_tests::{WAIT, create, unique, wait_for, within};
+use berth_tests::{WAIT, create, namespace, wait_for, within};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn namespace(client: &Client) -> anyhow::Result<String> {
-    let ns = unique("batch");
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await?;
-    Ok(ns)
-}
 
 fn job(name: &str, spec: serde_json::Value, annotations: serde_json::Value) -> serde_json::Value {
     let mut s = spec;
@@ -46,7 +36,7 @@ async fn jobs_complete_retry_and_give_up() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "batch").await?;
         let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
         // completions with parallelism
         create(
@@ -137,7 +127,7 @@ async fn finished_jobs_go_after_their_ttl() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(1)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "batch").await?;
         let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
         create(
             &jobs,
@@ -163,7 +153,7 @@ async fn cronjob_fires_and_keeps_history() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(1)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "batch").await?;
         let cjs: Api<CronJob> = Api::namespaced(client.clone(), &ns);
         create(&cjs, json!({
             "metadata": {"name": "tick"},

@@ -5,25 +5,15 @@
 use std::time::Duration;
 
 use berth_testing::{TestCluster, TestClusterOptions};
-use berth_tests::{WAIT, create, unique, wait_for, within};
+use berth_tests::{WAIT, create, namespace, wait_for, within};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(180);
 const HASH: &str = "controller-revision-hash";
-
-async fn namespace(client: &Client) -> anyhow::Result<String> {
-    let ns = unique("rev");
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await?;
-    Ok(ns)
-}
 
 fn running(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
@@ -74,7 +64,7 @@ async fn daemonset_revisions_record_templates_undo_renumbers_and_history_is_prun
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "rev").await?;
         let dss: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let crs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
@@ -168,7 +158,7 @@ async fn statefulset_revisions_adopt_undo_and_keep_the_partition_on_the_current_
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "rev").await?;
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let crs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);

@@ -3,25 +3,14 @@
 use std::time::Duration;
 
 use berth_testing::{TestCluster, TestClusterOptions};
-use berth_tests::{WAIT, create, unique, wait_for, within};
+use berth_tests::{WAIT, create, namespace, wait_for, within};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn namespace(client: &Client) -> anyhow::Result<String> {
-    let ns = unique("svc");
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await?;
-    Ok(ns)
-}
 
 fn deployment(name: &str, replicas: i32) -> serde_json::Value {
     json!({"metadata": {"name": name}, "spec": {"replicas": replicas,
@@ -36,7 +25,7 @@ async fn endpoints_follow_ready_pods() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(2)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "svc").await?;
         create(&Api::<Deployment>::namespaced(client.clone(), &ns), deployment("web", 3)).await?;
         create(&Api::<Service>::namespaced(client.clone(), &ns), json!({"metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})).await?;
@@ -76,7 +65,7 @@ async fn autoscaler_scales_up_and_down_from_fed_metrics() -> anyhow::Result<()> 
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "svc").await?;
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         create(&deploys, deployment("api", 2)).await?;
         // Twice the 50% target: 200m requested, 200m used.
@@ -132,7 +121,7 @@ async fn autoscaler_scale_up_is_limited_by_a_pods_policy() -> anyhow::Result<()>
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "svc").await?;
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         create(&deploys, deployment("burst", 1)).await?;
         // 100% of requests used against a 20% target: the metric asks for 5× the pods.

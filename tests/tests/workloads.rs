@@ -4,26 +4,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use berth_testing::{TestCluster, TestClusterOptions};
-use berth_tests::{WAIT, create, unique, wait_for, within};
+use berth_tests::{WAIT, create, namespace, wait_for, within};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn namespace(client: &Client) -> anyhow::Result<String> {
-    let ns = unique("wl");
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": ns}}),
-    )
-    .await?;
-    Ok(ns)
-}
 
 fn deployment(
     name: &str,
@@ -78,7 +68,7 @@ async fn rolling_update_respects_surge_and_unavailability_and_undo_restores() ->
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "wl").await?;
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         create(&deploys, deployment("web", 4, "nginx:1.27", 1, 1)).await?;
@@ -272,7 +262,7 @@ async fn pods_of_a_silent_node_are_replaced_elsewhere() -> anyhow::Result<()> {
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "wl").await?;
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         create(&deploys, deployment("svc", 3, "nginx", 1, 0)).await?;
@@ -350,7 +340,7 @@ async fn unschedulable_pods_explain_why_and_a_noexecute_taint_moves_pods() -> an
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "wl").await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         create(&pods, json!({"metadata": {"name": "huge"}, "spec": {"containers": [{"name": "c", "image": "x",
             "resources": {"requests": {"cpu": "100"}}}]}})).await?;
@@ -398,7 +388,7 @@ async fn spread_anti_affinity_and_retry_when_the_cluster_changes() -> anyhow::Re
     within(LIMIT, async {
         let cluster = TestCluster::start(TestClusterOptions::with_nodes(3)).await?;
         let client = cluster.client();
-        let ns = namespace(&client).await?;
+        let ns = namespace(&client, "wl").await?;
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // Spread over the three zones, at most one per node for the anti-affine set.
