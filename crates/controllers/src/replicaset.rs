@@ -1,6 +1,8 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods matching the selector
-//! (adopting matching orphans, releasing pods that no longer match), deletes surplus pods in
-//! Kubernetes' order, and reports replicas, fully labeled, ready and available counts.
+//! (adopting matching orphans), deletes surplus pods in Kubernetes' order, and reports
+//! replicas, fully labeled, ready and available counts. A pod relabeled out of the selector
+//! stops counting and is replaced, but keeps its ownerReference (Kubernetes releases it): not
+//! done yet, it would need a watch of every pod's labels against its owner's selector.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
