@@ -442,3 +442,72 @@ async fn spread_anti_affinity_and_retry_when_the_cluster_changes() -> anyhow::Re
     })
     .await
 }
+
+#[tokio::test]
+async fn a_pod_relabeled_out_of_its_replicaset_is_released_replaced_and_outlives_it()
+-> anyhow::Result<()> {
+    within(LIMIT, async {
+        let cluster = TestCluster::start(TestClusterOptions::with_nodes(1)).await?;
+        let client = cluster.client();
+        let ns = namespace(&client, "wl").await?;
+        let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let mut rs = deployment("quarantine", 2, "nginx:1.27", 1, 0);
+        rs["metadata"]["name"] = json!("quarantine");
+        rs["spec"].as_object_mut().unwrap().remove("strategy");
+        create(&sets, rs).await?;
+        let first = wait_for("two pods", WAIT, || async {
+            let l = pods
+                .list(&ListParams::default().labels("app=quarantine"))
+                .await?
+                .items;
+            Ok((l.len() == 2).then(|| l[0].name_any()))
+        })
+        .await?;
+
+        // Take one pod out of service.
+        pods.patch(
+            &first,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"app": "debug"}}})),
+        )
+        .await?;
+        wait_for("the relabeled pod released", WAIT, || async {
+            let p = pods.get(&first).await?;
+            Ok(p.metadata
+                .owner_references
+                .unwrap_or_default()
+                .is_empty()
+                .then_some(()))
+        })
+        .await?;
+        wait_for("a replacement", WAIT, || async {
+            let l = pods
+                .list(&ListParams::default().labels("app=quarantine"))
+                .await?
+                .items;
+            Ok((l.len() == 2 && l.iter().all(|p| p.name_any() != first)).then_some(()))
+        })
+        .await?;
+
+        // Deleting the ReplicaSet takes its pods, not the released one.
+        sets.delete("quarantine", &kube::api::DeleteParams::foreground())
+            .await?;
+        wait_for("the ReplicaSet's pods gone", WAIT, || async {
+            let l = pods
+                .list(&ListParams::default().labels("app=quarantine"))
+                .await?
+                .items;
+            Ok(l.is_empty().then_some(()))
+        })
+        .await?;
+        let kept = pods.get(&first).await?;
+        assert!(
+            kept.metadata.deletion_timestamp.is_none(),
+            "the released pod stays"
+        );
+        cluster.stop().await;
+        Ok(())
+    })
+    .await
+}

@@ -32,6 +32,7 @@ mod nodeipam;
 mod nodelifecycle;
 mod pods;
 mod queue;
+mod release;
 mod replicaset;
 mod resources;
 mod revisions;

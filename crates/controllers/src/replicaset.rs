@@ -1,8 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods matching the selector
 //! (adopting matching orphans), deletes surplus pods in Kubernetes' order, and reports
-//! replicas, fully labeled, ready and available counts. A pod relabeled out of the selector
-//! stops counting and is replaced, but keeps its ownerReference (Kubernetes releases it): not
-//! done yet, it would need a watch of every pod's labels against its owner's selector.
+//! replicas, fully labeled, ready and available counts. Pods relabeled out of the selector
+//! are released by [`crate::release`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,16 +54,23 @@ impl ReplicaSetController {
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let client = self.ctx.client.clone();
-        Controller::new(
+        let controller = Controller::new(
             Api::<ReplicaSet>::all(client.clone()),
             watcher::Config::default(),
-        )
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(self.concurrency))
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, self.ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        );
+        let releaser = tokio::spawn(crate::release::run(
+            client.clone(),
+            controller.store(),
+            shutdown.clone(),
+        ));
+        controller
+            .owns(Api::<Pod>::all(client), watcher::Config::default())
+            .with_config(kube::runtime::controller::Config::default().concurrency(self.concurrency))
+            .graceful_shutdown_on(shutdown.cancelled_owned())
+            .run(reconcile, error_policy, self.ctx)
+            .for_each(|_| futures::future::ready(()))
+            .await;
+        releaser.abort();
         Ok(())
     }
 }
