@@ -4,19 +4,22 @@
 //! ReplicaSet (the way to take a pod out of service for debugging: `kubectl label pod x
 //! app-`).
 //!
-//! The ReplicaSet controller lists its pods by selector, so it never sees pods that left it;
-//! this task watches every pod and checks it against its controller in the ReplicaSet
-//! controller's own cache.
+//! The ReplicaSet controller lists its pods by selector, so it never sees pods that left it.
+//! Its one pod watch maps each pod event to the pod's ReplicaSets through [`owners`], which
+//! also checks the pod against its controller in the controller's own cache and queues a
+//! release for [`run`]; no second watch of every pod. A pod that leaves the selector before
+//! that cache is filled is released at its next change.
 
-use futures::StreamExt;
+use std::sync::Arc;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Whether `pod` must be released by `rs`, its controller: both live, and the pod's labels
@@ -80,39 +83,48 @@ async fn release(client: &Client, pod: &Pod, rs: &ReplicaSet) {
     }
 }
 
-/// Watches pods until `shutdown`, releasing those that left their ReplicaSet's selector.
-pub async fn run(client: Client, sets: Store<ReplicaSet>, shutdown: CancellationToken) {
-    // Pods replayed at start are checked against a filled cache.
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        r = sets.wait_until_ready() => if r.is_err() { return },
+/// Pods to release, with the ReplicaSet they leave.
+pub type Releases = mpsc::UnboundedSender<(Pod, Arc<ReplicaSet>)>;
+
+/// The ReplicaSets a pod event concerns (those named in its ownerReferences), queueing the
+/// pod on `releases` when it left its controlling ReplicaSet's selector.
+pub fn owners(
+    pod: Pod,
+    sets: &Store<ReplicaSet>,
+    releases: &Releases,
+) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.namespace().unwrap_or_default();
+    let refs: Vec<ObjectRef<ReplicaSet>> = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.kind == "ReplicaSet" && r.api_version == "apps/v1")
+        .map(|r| ObjectRef::new(&r.name).within(&ns))
+        .collect();
+    if let Some(rs) = refs
+        .iter()
+        .filter_map(|r| sets.get(r))
+        .find(|rs| must_release(&pod, rs))
+    {
+        let _ = releases.send((pod, rs));
     }
-    let mut pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
+    refs
+}
+
+/// Releases the queued pods until `shutdown`.
+pub async fn run(
+    client: Client,
+    mut queue: mpsc::UnboundedReceiver<(Pod, Arc<ReplicaSet>)>,
+    shutdown: CancellationToken,
+) {
     loop {
-        let pod = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            next = pods.next() => match next {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "replicaset controller: pod watch");
-                    continue;
-                }
+            next = queue.recv() => match next {
+                Some((pod, rs)) => release(&client, &pod, &rs).await,
                 None => return,
             },
-        };
-        let Some(owner) = pod.metadata.owner_references.iter().flatten().find(|r| {
-            r.controller == Some(true) && r.kind == "ReplicaSet" && r.api_version == "apps/v1"
-        }) else {
-            continue;
-        };
-        let key = ObjectRef::new(&owner.name).within(&pod.namespace().unwrap_or_default());
-        if let Some(rs) = sets.get(&key)
-            && must_release(&pod, &rs)
-        {
-            release(&client, &pod, &rs).await;
         }
     }
 }
@@ -154,5 +166,27 @@ mod tests {
         // Another controller's pod, or a ReplicaSet being deleted: left alone.
         assert!(!must_release(&pod(json!({}), "other"), &rs(false)));
         assert!(!must_release(&pod(json!({}), "rs-uid"), &rs(true)));
+    }
+
+    #[test]
+    fn owners_map_pods_to_their_replicasets_and_queue_the_relabeled() {
+        let (sets, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(rs(false)));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let want = vec![ObjectRef::new("web-1").within("d")];
+        assert_eq!(
+            owners(pod(json!({"app": "web"}), "rs-uid"), &sets, &tx),
+            want
+        );
+        assert!(rx.try_recv().is_err(), "a matching pod stays");
+        assert_eq!(
+            owners(pod(json!({"app": "debug"}), "rs-uid"), &sets, &tx),
+            want
+        );
+        let (queued, from) = rx.try_recv().expect("the relabeled pod is queued");
+        assert_eq!(
+            (queued.name_any(), from.name_any()),
+            ("p".into(), "web-1".into())
+        );
     }
 }

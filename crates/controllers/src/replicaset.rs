@@ -1,7 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods matching the selector
 //! (adopting matching orphans), deletes surplus pods in Kubernetes' order, and reports
 //! replicas, fully labeled, ready and available counts. Pods relabeled out of the selector
-//! are released by [`crate::release`].
+//! are released by [`crate::release`], fed by this controller's pod watch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,13 +58,15 @@ impl ReplicaSetController {
             Api::<ReplicaSet>::all(client.clone()),
             watcher::Config::default(),
         );
-        let releaser = tokio::spawn(crate::release::run(
-            client.clone(),
-            controller.store(),
-            shutdown.clone(),
-        ));
+        let sets = controller.store();
+        let (releases, queue) = tokio::sync::mpsc::unbounded_channel();
+        let releaser = tokio::spawn(crate::release::run(client.clone(), queue, shutdown.clone()));
         controller
-            .owns(Api::<Pod>::all(client), watcher::Config::default())
+            .watches(
+                Api::<Pod>::all(client),
+                watcher::Config::default(),
+                move |pod| crate::release::owners(pod, &sets, &releases),
+            )
             .with_config(kube::runtime::controller::Config::default().concurrency(self.concurrency))
             .graceful_shutdown_on(shutdown.cancelled_owned())
             .run(reconcile, error_policy, self.ctx)

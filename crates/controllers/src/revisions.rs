@@ -51,6 +51,25 @@ const MAX_PREFIX: usize = 223;
 /// How many names to try when hashes collide before giving up until the next reconcile.
 const MAX_COLLISIONS: usize = 5;
 
+/// What can own revisions: a namespaced workload object (DaemonSet, StatefulSet).
+pub trait RevisionOwner:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+}
+
+impl<K> RevisionOwner for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+{
+}
+
 /// An owner's revisions after [`sync`]: the one matching its template and the others.
 #[derive(Debug)]
 pub struct History {
@@ -177,11 +196,7 @@ pub struct Owner<'a> {
 /// revision matches its template and carries the highest revision number.
 pub async fn sync<K>(client: &Client, owner: &K, facts: &Owner<'_>) -> Result<History>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
+    K: RevisionOwner,
 {
     let ns = owner.namespace().unwrap_or_default();
     let name = owner.name_any();
@@ -255,11 +270,7 @@ async fn create<K>(
     revision: i64,
 ) -> Result<ControllerRevision>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
+    K: RevisionOwner,
 {
     let ns = owner.namespace().unwrap_or_default();
     let owner_name = owner.name_any();

@@ -102,7 +102,7 @@ async fn get(
 }
 
 #[tokio::test]
-async fn workers_balance_retry_and_release_the_port_on_shutdown() {
+async fn two_workers_round_robin_retry_and_release_the_port_on_shutdown() {
     let a = backend("127.0.0.1:0".parse().unwrap(), "a").await;
     let b = backend(SocketAddr::new("127.0.0.2".parse().unwrap(), a.port()), "b").await;
     // Nothing listens here: connecting is refused and the request goes to the next endpoint.
