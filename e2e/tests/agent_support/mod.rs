@@ -163,22 +163,36 @@ pub fn apply(s: &BerthServer, yaml: &str) {
     );
 }
 
+/// The machine's processes: (pid, parent pid, command line with spaces for NULs).
+fn processes() -> Vec<(i32, i32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The command in `stat` is in parentheses and may hold spaces: fields follow `)`.
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
+}
+
 /// Processes whose command line contains `needle` (to tell containers are still the same).
 pub fn pids_with(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .contains(needle)
-        {
-            out.push(pid);
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|(_, _, cmd)| cmd.contains(needle))
+        .map(|(pid, _, _)| pid)
+        .collect()
 }
 
 /// A `berth server` with its in-process agent under a unique node name, torn down
@@ -334,24 +348,7 @@ pub fn force_cleanup(data: &Path, node: &str) {
 /// already gone is killed with the container's processes (its children).
 fn kill_stray_shims(data: &Path) {
     let needle = data.to_string_lossy().into_owned();
-    let procs: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid: i32 = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
-        })
-        .collect();
+    let procs = processes();
     for (shim, _, cmd) in &procs {
         if !(cmd.starts_with("berth-shim") && cmd.contains(&needle)) {
             continue;
