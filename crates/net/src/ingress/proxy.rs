@@ -1,6 +1,7 @@
 //! The Ingress reverse proxy: HTTP/1.1 and HTTP/2 (TLS with ALPN, or cleartext with prior
 //! knowledge) in, HTTP/1.1 with pooled keep-alive connections out to the chosen Service
-//! endpoint. A request whose connection to an endpoint cannot be made is retried on the next
+//! endpoint. HTTP/1.x clients are served by the relay in `h1`; this file holds the proxy's
+//! configuration and state, and the `hyper` path HTTP/2 clients take. A request whose connection to an endpoint cannot be made is retried on the next
 //! endpoint (when its body is small enough to send again). Each request is logged to the
 //! access log (`berth::ingress::access`).
 //! It runs on worker threads of its own (`workers`).
@@ -21,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::{NetError, Result};
+use crate::ingress::h1::OrDash;
 use crate::ingress::routes::RouteTable;
 use crate::ingress::tls::SniResolver;
 
@@ -105,18 +107,6 @@ fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
-/// A value, or `-` without one (access log).
-struct OrDash<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -178,6 +168,14 @@ impl IngressProxy {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
     }
 
+    /// The routing table in force.
+    pub(super) fn routes(&self) -> Arc<RouteTable> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn certs(&self) -> &SniResolver {
         &self.certs
     }
@@ -231,11 +229,7 @@ impl IngressProxy {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let version = req.version();
-        let routes = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let routes = self.routes();
         let (resp, backend, endpoint) = match routes.route(&host, &path) {
             None => (
                 full(StatusCode::NOT_FOUND, "404 page not found\n"),

@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use std::convert::Infallible;
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{IngressConfig, IngressProxy};
@@ -20,7 +25,8 @@ use crate::ingress::routes::RouteTable;
 use crate::ingress::tls::SniResolver;
 use crate::ingress_class::IngressClassFilter;
 
-/// An HTTP server answering `<name> <x-forwarded-for> <path>`.
+/// An HTTP server answering `<name> <x-forwarded-for> <path>`; on `/echo` with
+/// `<name> body=<request body>`, on `/chunked` with `abcde` in three chunks.
 async fn backend(addr: SocketAddr, name: &'static str) -> SocketAddr {
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let at = l.local_addr().unwrap();
@@ -35,11 +41,21 @@ async fn backend(addr: SocketAddr, name: &'static str) -> SocketAddr {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-")
                         .to_string();
-                    let text = format!("{name} {xff} {}", req.uri().path());
+                    let path = req.uri().path().to_string();
                     async move {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            text,
-                        ))))
+                        let body: BoxBody<Bytes, Infallible> = match path.as_str() {
+                            "/echo" => {
+                                let got = req.into_body().collect().await.unwrap().to_bytes();
+                                let text = format!("{name} body={}", String::from_utf8_lossy(&got));
+                                Full::new(Bytes::from(text)).boxed()
+                            }
+                            "/chunked" => StreamBody::new(futures::stream::iter(
+                                ["ab", "c", "de"].map(|p| Ok(Frame::data(Bytes::from(p)))),
+                            ))
+                            .boxed(),
+                            _ => Full::new(Bytes::from(format!("{name} {xff} {path}"))).boxed(),
+                        };
+                        Ok::<_, Infallible>(Response::new(body))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -160,4 +176,223 @@ async fn two_workers_round_robin_retry_and_release_the_port_on_shutdown() {
         .unwrap();
     let refused = tokio::net::TcpStream::connect(at).await;
     assert!(refused.is_err(), "the port is released after shutdown");
+}
+
+/// A proxy on loopback with one worker, routing `web.test` to `endpoints`.
+async fn start(endpoints: &[SocketAddr]) -> (SocketAddr, CancellationToken) {
+    let proxy = IngressProxy::new(
+        IngressConfig {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: None,
+            workers: 1,
+            ..IngressConfig::default()
+        },
+        SniResolver::default(),
+    );
+    let listeners = proxy.bind().unwrap();
+    let at = listeners.http_addr().unwrap();
+    proxy.set_routes(table(endpoints));
+    let stop = CancellationToken::new();
+    tokio::spawn(proxy.serve(listeners, stop.clone()));
+    (at, stop)
+}
+
+/// Sends `raw` on a new connection and reads until the proxy closes it.
+async fn raw(at: SocketAddr, raw: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut got))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    got
+}
+
+/// Reads from `s` until `buf` contains `until`.
+async fn read_until(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, until: &str) {
+    while !String::from_utf8_lossy(buf).contains(until) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {until:?}: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_with_length_and_chunked_bodies_and_a_chunked_response() {
+    let a = backend("127.0.0.1:0".parse().unwrap(), "a").await;
+    let (at, stop) = start(&[a]).await;
+    let got = raw(
+        at,
+        "POST /echo HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\n\r\nhello\
+         POST /echo HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+         GET /chunked HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let first = got.find("a body=hello").expect(&got);
+    let second = got.find("a body=abcde").expect(&got);
+    let third = got.rfind("HTTP/1.1 200 OK").expect(&got);
+    assert!(first < second && second < third, "{got}");
+    let last = &got[third..];
+    assert!(
+        last.contains("transfer-encoding: chunked\r\n")
+            || last.contains("Transfer-Encoding: chunked\r\n"),
+        "{last}"
+    );
+    assert!(last.contains("Connection: close\r\n"), "{last}");
+    assert!(
+        last.ends_with("\r\n\r\n2\r\nab\r\n1\r\nc\r\n2\r\nde\r\n0\r\n\r\n"),
+        "{last:?}"
+    );
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+
+    // HTTP/1.0 cannot read chunks: the data alone, then the connection closes.
+    let got = raw(at, "GET /chunked HTTP/1.0\r\nHost: web.test\r\n\r\n").await;
+    assert!(
+        !got.to_ascii_lowercase().contains("transfer-encoding"),
+        "{got}"
+    );
+    assert!(
+        got.contains("Connection: close\r\n") && got.ends_with("\r\n\r\nabcde"),
+        "{got:?}"
+    );
+
+    // Malformed: answered and closed.
+    let got = raw(at, "GET / HTTP/1.1\r\n\r\n").await;
+    assert!(
+        got.starts_with("HTTP/1.1 400 Bad Request\r\n") && got.contains("without Host"),
+        "{got}"
+    );
+    let got = raw(
+        at,
+        "POST /echo HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got}");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let a = backend("127.0.0.1:0".parse().unwrap(), "a").await;
+    let (at, stop) = start(&[a]).await;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: web.test\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, "HTTP/1.1 100 Continue\r\n\r\n").await;
+    s.write_all(b"data").await.unwrap();
+    read_until(&mut s, &mut buf, "a body=data").await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_upgrade_becomes_a_tunnel() {
+    // An endpoint that switches to echoing bytes back.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ep = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, "\r\n\r\n").await;
+        let head = String::from_utf8_lossy(&buf).to_string();
+        assert!(
+            head.contains("Connection: upgrade\r\nUpgrade: echo\r\n"),
+            "{head}"
+        );
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    let (at, stop) = start(&[ep]).await;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: web.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, "\r\n\r\n").await;
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    buf.clear();
+    s.write_all(b"ping").await.unwrap();
+    read_until(&mut s, &mut buf, "ping").await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_endpoint_closed_is_replaced_unseen() {
+    // An endpoint that answers one request per connection and closes it without saying so.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ep = l.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                read_until(&mut s, &mut buf, "\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let (at, stop) = start(&[ep]).await;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut buf = Vec::new();
+    for i in 0..20 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut s, &mut buf, "\r\n\r\nok").await;
+        assert!(
+            String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK\r\n"),
+            "request {i}"
+        );
+        buf.clear();
+        if i % 2 == 0 {
+            // Time for the close to be seen before the next request (the other half races it).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= 20);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_too() {
+    let a = backend("127.0.0.1:0".parse().unwrap(), "a").await;
+    let (at, stop) = start(&[a]).await;
+    let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://web.test/h2")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = client.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "a 127.0.0.1 /h2");
+    stop.cancel();
 }

@@ -10,6 +10,9 @@
 //! another worker serves fewer; then the socket is handed over once, before its first byte is
 //! read. Long-lived keep-alive connections (what load balancers and benchmarks open) so end
 //! up spread evenly instead of on whichever worker woke first.
+//!
+//! A connection's first bytes (or its TLS ALPN) choose its server: HTTP/2 goes to `hyper`,
+//! HTTP/1.x to the relay in `h1`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,11 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::h1::{self, Pool};
+use super::prefixed::Prefixed;
 use super::proxy::{IngressListeners, IngressProxy, Upstream};
 
 /// Connections each worker serves, to pick the least busy one.
@@ -147,6 +153,7 @@ async fn worker(
     mut inbox: mpsc::UnboundedReceiver<Handoff>,
 ) {
     let upstream = shared.proxy.upstream();
+    let pool = Arc::new(Pool::new(shared.proxy.config().connect_timeout));
     let register = |l: Option<std::net::TcpListener>| {
         l.and_then(|l| match tokio::net::TcpListener::from_std(l) {
             Ok(l) => Some(l),
@@ -163,7 +170,7 @@ async fn worker(
             Some(h) = inbox.recv() => {
                 match tokio::net::TcpStream::from_std(h.stream) {
                     Ok(s) => {
-                        tokio::spawn(serve(shared.clone(), upstream.clone(), s, h.peer, h.tls, h.counted));
+                        tokio::spawn(serve(shared.clone(), upstream.clone(), pool.clone(), s, h.peer, h.tls, h.counted));
                     }
                     Err(e) => tracing::debug!(error = %e, "ingress: taking a connection"),
                 }
@@ -186,6 +193,7 @@ async fn worker(
             tokio::spawn(serve(
                 shared.clone(),
                 upstream.clone(),
+                pool.clone(),
                 stream,
                 peer,
                 tls,
@@ -211,40 +219,78 @@ async fn worker(
     }
 }
 
-/// Serves one downstream connection (TLS handshake first on the TLS port).
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A new connection sending nothing (or no TLS handshake) for this long is closed.
+const FIRST_BYTES: Duration = Duration::from_secs(60);
+
+/// Serves one downstream connection: TLS first on the TLS port, then HTTP/2 (ALPN `h2`, or
+/// the cleartext preface) through `hyper`, anything else through the HTTP/1.x relay.
 async fn serve(
     shared: Arc<Shared>,
     upstream: Upstream,
-    stream: tokio::net::TcpStream,
+    pool: Arc<Pool>,
+    mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     tls: bool,
     _counted: Counted,
 ) {
     let scheme = if tls { "https" } else { "http" };
+    let work = async {
+        if !tls {
+            // Enough bytes to tell the HTTP/2 preface from an HTTP/1.x request line.
+            let mut buf = BytesMut::with_capacity(16 * 1024);
+            while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+                match tokio::time::timeout(FIRST_BYTES, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+            }
+            if buf.starts_with(H2_PREFACE) {
+                http2(&shared, upstream, Prefixed::new(buf, stream), peer, scheme).await;
+            } else {
+                h1::serve(&shared.proxy, &pool, peer, scheme, &mut stream, buf).await;
+            }
+            return;
+        }
+        let Some(acceptor) = &shared.tls else { return };
+        let Ok(Ok(mut tls_stream)) =
+            tokio::time::timeout(FIRST_BYTES, acceptor.accept(stream)).await
+        else {
+            return;
+        };
+        if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            http2(&shared, upstream, tls_stream, peer, scheme).await;
+        } else {
+            let buf = BytesMut::with_capacity(16 * 1024);
+            h1::serve(&shared.proxy, &pool, peer, scheme, &mut tls_stream, buf).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        _ = shared.shutdown.cancelled() => {}
+    }
+}
+
+/// Serves an HTTP/2 connection.
+async fn http2<I>(
+    shared: &Shared,
+    upstream: Upstream,
+    io: I,
+    peer: SocketAddr,
+    scheme: &'static str,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let proxy = shared.proxy.clone();
     let svc = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let upstream = upstream.clone();
         async move { Ok::<_, Infallible>(proxy.handle(&upstream, req, peer, scheme).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let stop = &shared.shutdown;
-    let served = match (tls, &shared.tls) {
-        (false, _) => {
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! { r = conn => r, _ = stop.cancelled() => Ok(()) }
-        }
-        (true, Some(acceptor)) => {
-            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => {
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
-                    tokio::select! { r = conn => r, _ = stop.cancelled() => Ok(()) }
-                }
-                _ => Ok(()),
-            }
-        }
-        (true, None) => Ok(()),
-    };
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
     if let Err(e) = served {
         tracing::trace!(error = %e, "ingress connection");
     }
