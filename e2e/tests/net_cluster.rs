@@ -374,6 +374,24 @@ fn three_hosts_pods_services_dns_ingress_policy_and_cleanup() {
         text.contains("other-api") && text.contains("CN=a.test") && text.contains("HTTP/2 200"),
         "TLS by SNI over HTTP/2: {text}"
     );
+    let o = c.outside.out(&[
+        "curl",
+        "-sSk",
+        "-m",
+        "3",
+        "--http1.1",
+        "-w",
+        " %{http_version}",
+        "--resolve",
+        &format!("a.test:443:{via}"),
+        "https://a.test/api/",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("other-api") && text.ends_with(" 1.1"),
+        "TLS by SNI over HTTP/1.1: {text} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     wait_until("the Ingress's address", WAIT, || {
         let v = c.json(&["get", "ingress", "web"]);
         v["status"]["loadBalancer"]["ingress"]
