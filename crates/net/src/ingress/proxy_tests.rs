@@ -396,3 +396,35 @@ async fn http2_with_prior_knowledge_is_served_too() {
     assert_eq!(body, "a 127.0.0.1 /h2");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_body_that_arrives_later_is_streamed_through() {
+    let a = backend("127.0.0.1:0".parse().unwrap(), "a").await;
+    let (at, stop) = start(&[a]).await;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let body = "x".repeat(100_000);
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: web.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut got = String::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        &got[..got.len().min(200)]
+    );
+    assert!(got.ends_with(&format!("a body={body}")));
+    stop.cancel();
+}

@@ -80,8 +80,8 @@ enum Failed {
     /// The client's body is malformed (nothing has been answered yet): 400.
     BadBody,
     /// The client went away, or the response broke off after its head: the client
-    /// connection ends.
-    Broken,
+    /// connection ends (the status logged: 499 before a response, else the response's).
+    Broken(u16),
 }
 
 /// Reads more from `io` into `buf`: the number of bytes, 0 at the end of the stream.
@@ -182,16 +182,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         self.io.flush().await
     }
 
-    /// A response of the relay's own; the connection stays open when the request left no
-    /// body unread.
+    /// A response of the relay's own. The connection stays open if the client wants it and
+    /// `consumed` (no body of the request is left unread).
     async fn own(
         &mut self,
         req: &Request,
+        consumed: bool,
         status: u16,
         text: &str,
         backend: Option<Arc<Backend>>,
     ) -> Outcome {
-        let keep = req.keep_alive && req.framing == Framing::None;
+        let keep = req.keep_alive && consumed;
         head::own_response(&mut self.out, status, status_text(status), text, !keep);
         let written = self.write_out().await.is_ok();
         Outcome::own(status, backend, keep && written)
@@ -201,12 +202,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     async fn exchange(&mut self, req: &Request) -> Outcome {
         let routes = self.proxy.routes();
         let Some(m) = routes.route(&self.info.host, &self.info.path) else {
-            return self.own(req, 404, "404 page not found\n", None).await;
+            return self
+                .own(
+                    req,
+                    req.framing == Framing::None,
+                    404,
+                    "404 page not found\n",
+                    None,
+                )
+                .await;
         };
         let backend = m.backend;
         if backend.endpoints.is_empty() {
             return self
-                .own(req, 503, "no ready endpoint\n", Some(backend))
+                .own(
+                    req,
+                    req.framing == Framing::None,
+                    503,
+                    "no ready endpoint\n",
+                    Some(backend),
+                )
                 .await;
         }
         self.forward(req, backend).await
@@ -220,7 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             Err(reason) => {
                 tracing::debug!(reason, "ingress: request body");
                 return self
-                    .own(req, 400, "malformed request body\n", Some(backend))
+                    .own(req, false, 400, "malformed request body\n", Some(backend))
                     .await;
             }
         };
@@ -261,22 +276,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         };
                     }
                     Err(Failed::Stale) if reused => continue,
-                    Err(Failed::Stale | Failed::Upstream) if whole => {
-                        self.buf.advance(at_hand);
-                        let mut o = self.own(req, 502, "bad gateway\n", Some(backend)).await;
+                    Err(Failed::Stale | Failed::Upstream) => {
+                        // Nothing was answered yet.
+                        if whole {
+                            self.buf.advance(at_hand);
+                        }
+                        let mut o = self
+                            .own(req, whole, 502, "bad gateway\n", Some(backend))
+                            .await;
                         o.endpoint = Some(endpoint);
                         return o;
                     }
                     Err(Failed::BadBody) => {
-                        let mut o = self
-                            .own(req, 400, "malformed request body\n", Some(backend))
+                        return self
+                            .own(req, false, 400, "malformed request body\n", Some(backend))
                             .await;
-                        o.keep = false;
-                        return o;
                     }
-                    Err(_) => {
+                    Err(Failed::Broken(status)) => {
                         return Outcome {
-                            status: 502,
+                            status,
                             backend: Some(backend),
                             endpoint: Some(endpoint),
                             keep: false,
@@ -289,12 +307,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.buf.advance(at_hand);
         }
         let mut o = self
-            .own(req, 502, "no endpoint could be reached\n", Some(backend))
+            .own(
+                req,
+                whole,
+                502,
+                "no endpoint could be reached\n",
+                Some(backend),
+            )
             .await;
         o.endpoint = last;
-        if !whole {
-            o.keep = false;
-        }
         o
     }
 
@@ -332,7 +353,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         self.ubuf.advance(r.len);
                         if r.interim() {
                             if !self.out.is_empty() && self.write_out().await.is_err() {
-                                return Err(Failed::Broken);
+                                return Err(Failed::Broken(499));
                             }
                             continue;
                         }
@@ -362,14 +383,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.out.extend_from_slice(&self.ubuf);
             self.ubuf.clear();
             if self.write_out().await.is_err() || up.write_all(&self.buf).await.is_err() {
-                return Err(Failed::Broken);
+                return Err(Failed::Broken(101));
             }
             self.buf.clear();
             let _ = tokio::io::copy_bidirectional(self.io, &mut up).await;
             return Ok((101, None, false));
         }
 
-        let clean = self.relay_body(&mut up, resp.framing, resp.dechunk).await?;
+        let clean = self
+            .relay_body(&mut up, resp.framing, resp.dechunk)
+            .await
+            .map_err(|()| Failed::Broken(resp.status))?;
         let keep = !resp.close && req.keep_alive;
         let reuse = (resp.reusable && clean).then_some(up);
         Ok((resp.status, reuse, keep))
@@ -380,7 +404,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         while !body.done() {
             match read_more(self.io, &mut self.buf).await {
                 Ok(n) if n > 0 => {}
-                _ => return Err(Failed::Broken),
+                _ => return Err(Failed::Broken(499)),
             }
             let n = body.scan(&self.buf).map_err(|reason| {
                 tracing::debug!(reason, "ingress: request body");
@@ -401,7 +425,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         up: &mut TcpStream,
         framing: Framing,
         dechunk: bool,
-    ) -> Result<bool, Failed> {
+    ) -> Result<bool, ()> {
         let mut chunks = Chunked::default();
         let mut left = match framing {
             Framing::Length(n) => n,
@@ -431,7 +455,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         })
                         .map_err(|e| {
                             tracing::debug!(error = %e, "ingress: response body");
-                            Failed::Broken
                         })?;
                     if !dechunk {
                         self.out.extend_from_slice(&self.ubuf[..n]);
@@ -446,7 +469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 }
             };
             if !self.out.is_empty() && self.write_out().await.is_err() {
-                return Err(Failed::Broken);
+                return Err(());
             }
             self.out.clear();
             if done {
@@ -457,7 +480,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             match read_more(up, &mut self.ubuf).await {
                 Ok(n) if n > 0 => {}
                 Ok(_) if framing == Framing::UntilClose => return Ok(false),
-                _ => return Err(Failed::Broken),
+                _ => return Err(()),
             }
         }
     }
