@@ -28,6 +28,11 @@ struct Opts {
     berth: PathBuf,
     pods: usize,
     rounds: usize,
+    /// Only the idle RSS: no pod or floor rounds.
+    idle_only: bool,
+    /// Seconds to keep the idle agent running after its RSS is read (its pid printed), for
+    /// inspecting it (`/proc/PID/smaps`, `pagemap`) from another shell.
+    hold: u64,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -35,6 +40,8 @@ fn parse_opts() -> anyhow::Result<Opts> {
         berth: PathBuf::from("target/release/berth"),
         pods: 100,
         rounds: 3,
+        idle_only: false,
+        hold: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -43,7 +50,11 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--berth" => o.berth = PathBuf::from(val()?),
             "--pods" => o.pods = val()?.parse().context("--pods")?,
             "--rounds" => o.rounds = val()?.parse().context("--rounds")?,
-            other => bail!("unknown option {other} (--berth PATH --pods N --rounds N)"),
+            "--idle-only" => o.idle_only = true,
+            "--hold" => o.hold = val()?.parse().context("--hold")?,
+            other => bail!(
+                "unknown option {other} (--berth PATH --pods N --rounds N --idle-only --hold SECS)"
+            ),
         }
     }
     ensure!(
@@ -415,6 +426,14 @@ fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle_rss = rss_kb(agent_pid);
         println!("agent idle: {}", rss_split(agent_pid));
+        if o.hold > 0 {
+            println!("agent pid {agent_pid}: holding it idle for {} s", o.hold);
+            tokio::time::sleep(Duration::from_secs(o.hold)).await;
+        }
+        if o.idle_only {
+            println!("agent RSS: idle {:.1} MB", idle_rss as f64 / 1024.0);
+            return anyhow::Ok(None);
+        }
         let floor_root = tmp.path().join("floor-state");
         let bundle = tmp.path().join("floor-bundle");
         floor_bundle(&bundle, &rootfs)?;
@@ -439,15 +458,17 @@ fn main() -> anyhow::Result<()> {
             );
             floor_all.extend(f);
         }
-        anyhow::Ok((pods_all, floor_all, idle_rss, busy_rss))
+        anyhow::Ok(Some((pods_all, floor_all, idle_rss, busy_rss)))
     });
-    let (pods_all, floor_all, idle_rss, busy_rss) = result?;
     drop(agent);
     drop(server);
     if keep_log {
         let _ = std::fs::copy(tmp.path().join("agent.log"), "/tmp/podstart-agent.log");
     }
     remove_node_cgroups(&node);
+    let Some((pods_all, floor_all, idle_rss, busy_rss)) = result? else {
+        return Ok(());
+    };
     let ps = Stats::of_durations(&pods_all);
     let fs = Stats::of_durations(&floor_all);
     let busy = busy_rss.iter().copied().max().unwrap_or(0);
