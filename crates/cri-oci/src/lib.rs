@@ -355,6 +355,7 @@ impl ContainerRuntime for OciContainerRuntime {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<String> {
+        let t0 = Instant::now();
         self.index().await?;
         let id = random_id();
         let sd = self.sandbox_dir(&id)?;
@@ -378,6 +379,7 @@ impl ContainerRuntime for OciContainerRuntime {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
+        let t_prep = t0.elapsed();
         if !rec.host_network {
             let mut att = self.attachment(&rec);
             att.port_mappings = config.port_mappings.clone();
@@ -396,6 +398,12 @@ impl ContainerRuntime for OciContainerRuntime {
         self.index_update(|i| {
             i.sandboxes.insert(id.clone(), (config.uid.clone(), vec![]));
         });
+        tracing::debug!(
+            sandbox = %id,
+            namespaces_ms = t_prep.as_millis() as u64,
+            network_ms = (t0.elapsed() - t_prep).as_millis() as u64,
+            "sandbox ready"
+        );
         Ok(id)
     }
 

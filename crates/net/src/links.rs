@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -158,24 +160,35 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool> {
     }
 }
 
-/// Creates a veth pair in this namespace.
-pub async fn add_veth(handle: &Handle, name: &str, peer: &str, mtu_value: u32) -> Result<()> {
+/// Creates a veth pair: `name` in this namespace, `peer` in the one open at `netns`.
+pub async fn add_veth_into(
+    handle: &Handle,
+    name: &str,
+    peer: &str,
+    mtu_value: u32,
+    netns: std::os::fd::RawFd,
+) -> Result<()> {
+    let mut msg = LinkVeth::new(name, peer).mtu(mtu_value).build();
+    // The peer is made in the namespace at `netns` (`ip link add … peer name … netns …`):
+    // moving a link between namespaces afterwards waits for an RCU grace period under the
+    // kernel's RTNL lock (~16 ms each here), which serialised a burst of pod starts.
+    let peer_msg = msg.attributes.iter_mut().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter_mut().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match peer_msg {
+        Some(p) => p.attributes.push(LinkAttribute::NetNsFd(netns)),
+        None => return Err(NetError::Internal("veth message without a peer".into())),
+    }
     handle
         .link()
-        .add(LinkVeth::new(name, peer).mtu(mtu_value).build())
+        .add(msg)
         .execute()
         .await
         .map_err(|e| NetError::netlink(format!("creating veth {name}"), e))
-}
-
-/// Moves a link into the namespace open at `fd`.
-pub async fn move_to_netns(handle: &Handle, name: &str, fd: std::os::fd::RawFd) -> Result<()> {
-    handle
-        .link()
-        .set(LinkUnspec::new_with_name(name).setns_by_fd(fd).build())
-        .execute()
-        .await
-        .map_err(|e| NetError::netlink(format!("moving {name} into the sandbox"), e))
 }
 
 /// Enslaves a link to a bridge with hairpin on, sets its MTU and brings it up.
