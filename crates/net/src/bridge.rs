@@ -349,9 +349,17 @@ impl BridgeNetwork {
         links::delete_link(&handle, host_if).await?;
         let ns = std::fs::File::open(&att.netns)
             .map_err(|e| NetError::io("opening network namespace", &att.netns, e))?;
-        links::add_veth_into(&handle, host_if, &peer, node.mtu, ns.as_raw_fd()).await?;
+        links::add_veth_into(
+            &handle,
+            host_if,
+            &peer,
+            node.mtu,
+            ns.as_raw_fd(),
+            node.bridge_index,
+        )
+        .await?;
         drop(ns);
-        links::attach_to_bridge(&handle, host_if, node.bridge_index, node.mtu).await?;
+        links::set_hairpin(&handle, host_if).await?;
         // The sandbox side uses its own socket: let other setups use the node's meanwhile.
         drop(handle);
         let t_host = t0.elapsed();

@@ -160,15 +160,22 @@ pub async fn delete_link(handle: &Handle, name: &str) -> Result<bool> {
     }
 }
 
-/// Creates a veth pair: `name` in this namespace, `peer` in the one open at `netns`.
+/// Creates a veth pair: `name` in this namespace, a port of `bridge` and up; `peer` in the
+/// namespace open at `netns`. One request for what took four (create, move the peer,
+/// enslave, bring up), each a round trip through the node's busy runtime.
 pub async fn add_veth_into(
     handle: &Handle,
     name: &str,
     peer: &str,
     mtu_value: u32,
     netns: std::os::fd::RawFd,
+    bridge: u32,
 ) -> Result<()> {
-    let mut msg = LinkVeth::new(name, peer).mtu(mtu_value).build();
+    let mut msg = LinkVeth::new(name, peer)
+        .mtu(mtu_value)
+        .controller(bridge)
+        .up()
+        .build();
     // The peer is made in the namespace at `netns` (`ip link add … peer name … netns …`):
     // moving a link between namespaces afterwards waits for an RCU grace period under the
     // kernel's RTNL lock (~16 ms each here), which serialised a burst of pod starts.
@@ -191,34 +198,18 @@ pub async fn add_veth_into(
         .map_err(|e| NetError::netlink(format!("creating veth {name}"), e))
 }
 
-/// Enslaves a link to a bridge with hairpin on, sets its MTU and brings it up.
-pub async fn attach_to_bridge(
-    handle: &Handle,
-    name: &str,
-    bridge: u32,
-    mtu_value: u32,
-) -> Result<()> {
+/// Turns hairpin mode on for a bridge port (a pod reaching its own Service comes back
+/// through the port it left by).
+pub async fn set_hairpin(handle: &Handle, name: &str) -> Result<()> {
     let index = link_index(handle, name)
         .await?
         .ok_or_else(|| NetError::Internal(format!("link {name} vanished")))?;
     handle
         .link()
-        .set(
-            LinkUnspec::new_with_index(index)
-                .controller(bridge)
-                .mtu(mtu_value)
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(|e| NetError::netlink(format!("attaching {name} to the bridge"), e))?;
-    handle
-        .link()
         .set_port(LinkBridgePort::new(index).hairpin(true).build())
         .execute()
         .await
-        .map_err(|e| NetError::netlink(format!("hairpin mode on {name}"), e))?;
-    set_up(handle, index, name).await
+        .map_err(|e| NetError::netlink(format!("hairpin mode on {name}"), e))
 }
 
 pub async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<()> {
