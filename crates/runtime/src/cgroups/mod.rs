@@ -237,7 +237,13 @@ impl Cgroup {
                 p = p.parent().unwrap_or(Path::new("/"));
             }
             for m in missing.iter().rev() {
-                fs::create_dir(m).map_err(|e| RuntimeError::cgroup(m, format!("mkdir: {e}")))?;
+                match fs::create_dir(m) {
+                    Ok(()) => {}
+                    // A parent another container created meanwhile (containers of one parent
+                    // start concurrently); its settings below are idempotent.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && m != &d.dir => {}
+                    Err(e) => return Err(RuntimeError::cgroup(m, format!("mkdir: {e}"))),
+                }
                 if m == &d.dir {
                     created.push(m.clone());
                 }
