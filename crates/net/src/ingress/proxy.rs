@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::{NetError, Result};
 use crate::ingress::h1::OrDash;
+use crate::ingress::h1::head::HOP_BY_HOP;
 use crate::ingress::routes::RouteTable;
 use crate::ingress::tls::SniResolver;
 
@@ -107,17 +108,6 @@ fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
 fn strip_hop_by_hop(h: &mut http::HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -126,10 +116,12 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for n in HOP_BY_HOP.iter().chain(named.iter()) {
+    for n in &named {
         h.remove(n);
     }
-    h.remove(header::UPGRADE);
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
 }
 
 impl IngressProxy {

@@ -101,20 +101,23 @@ fn has_token(headers: &[httparse::Header<'_>], field: &str, token: &str) -> bool
         .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Fields that describe one connection, not the message (RFC 9110 §7.6.1), lower case.
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Whether `name` is a hop-by-hop field, always or because `Connection` names it.
 fn hop_by_hop(headers: &[httparse::Header<'_>], name: &str, has_connection: bool) -> bool {
-    const ALWAYS: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    ALWAYS.iter().any(|h| is(name, h)) || (has_connection && has_token(headers, "connection", name))
+    HOP_BY_HOP.iter().any(|h| is(name, h))
+        || (has_connection && has_token(headers, "connection", name))
 }
 
 /// `Content-Length` (all fields and list members must agree) and whether

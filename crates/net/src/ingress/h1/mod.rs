@@ -12,7 +12,7 @@
 //! when its whole body is still at hand. `Expect: 100-continue` is answered here.
 
 mod chunked;
-mod head;
+pub(super) mod head;
 mod pool;
 
 use std::net::SocketAddr;
@@ -138,15 +138,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn status_text(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Error")
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {

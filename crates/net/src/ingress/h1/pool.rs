@@ -110,17 +110,22 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let at = l.local_addr().unwrap();
         let pool = Pool::new(Duration::from_secs(2));
-        let mut served = Vec::new();
+        let (mut ours, mut served) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            let c = pool.connect(at).await.unwrap();
+            ours.push(pool.connect(at).await.unwrap());
             served.push(l.accept().await.unwrap().0);
+        }
+        // The newest is closed by the endpoint, the next one gets unsolicited bytes; the
+        // reactor has seen both before they go idle.
+        drop(served.pop());
+        served[1].write_all(b"x").await.unwrap();
+        for c in &ours[1..] {
+            c.readable().await.unwrap();
+        }
+        for c in ours {
             pool.put(at, c);
         }
         assert_eq!(pool.idle(at), 3);
-        // The newest is closed by the endpoint, the next one gets unsolicited bytes.
-        drop(served.pop());
-        served[1].write_all(b"x").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let kept = pool.take(at).expect("the oldest is still open");
         assert_eq!(pool.idle(at), 0, "the two bad ones were dropped on the way");
         assert_eq!(
