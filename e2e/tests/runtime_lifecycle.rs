@@ -249,3 +249,74 @@ fn the_same_bundle_runs_under_runc() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "runc\n");
 }
+
+/// A descriptor the caller of `create` holds (here inherited without close-on-exec, the worst
+/// case) reaches neither the container, while it waits for `start` or after, nor its shim:
+/// the node agent creates containers from its own process, whose sockets must not be held.
+#[test]
+fn the_callers_descriptors_are_not_inherited() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let rt = Rt::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let id = berth_e2e::unique_name("fd");
+    let (r, w) = std::io::pipe().unwrap();
+    let target = format!("pipe:[{}]", inode_of(w.as_raw_fd()));
+    let raw = w.as_raw_fd();
+    let mut cmd = rt.cmd();
+    cmd.args(["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    // SAFETY: clearing close-on-exec on a descriptor we own, in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(raw, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The container inherits the caller's stdio (as with runc), so no pipes for those.
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop((r, w));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let shim = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit(") ")
+        .next()
+        .and_then(|rest| rest.split(' ').nth(1).map(str::to_owned))
+        .unwrap();
+    let holds = |pid: &str| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|l| l.display().to_string())
+            .filter(|l| *l == target)
+            .collect()
+    };
+    assert_eq!(
+        holds(&pid.to_string()),
+        Vec::<String>::new(),
+        "the waiting init"
+    );
+    assert_eq!(holds(&shim), Vec::<String>::new(), "the shim (pid {shim})");
+    rt.ok(&["start", &id]);
+    assert_eq!(
+        holds(&pid.to_string()),
+        Vec::<String>::new(),
+        "the container"
+    );
+    rt.ok(&["delete", "--force", &id]);
+}
+
+fn inode_of(fd: i32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .ino()
+        .to_string()
+}

@@ -2,7 +2,8 @@
 //! runs under `runc`, `crun` or `berth runtime`, and engines that drive runc can drive berth
 //! (through a two-line wrapper that inserts `runtime`).
 //!
-//! Container-creating verbs run in this single-threaded process; errors are printed like
+//! Container-creating verbs run in this single-threaded process (`serve-creates` keeps one
+//! running for the node agent); errors are printed like
 //! runc's (and appended to `--log` in `--log-format`), with exit status 1.
 
 use std::io::Write;
@@ -97,6 +98,10 @@ struct CreateArgs {
 enum Verb {
     /// Create a container; its program waits for `start`.
     Create(CreateArgs),
+    /// Create containers on request: one JSON request per line on stdin, one reply per line
+    /// on stdout, until stdin ends (the node agent's helper processes).
+    #[command(hide = true)]
+    ServeCreates,
     /// Start a created container.
     Start { id: String },
     /// Create and start a container; in the foreground, wait and exit with its status.
@@ -258,6 +263,10 @@ fn dispatch(args: RuntimeArgs) -> anyhow::Result<i32> {
     match args.verb {
         Verb::Create(a) => {
             rt.create(&a.id, &a.bundle, &create_options(&a)?)?;
+        }
+        Verb::ServeCreates => {
+            berth_runtime::serve_creates(&rt, std::io::stdin().lock(), std::io::stdout().lock())
+                .context("serving creates")?;
         }
         Verb::Start { id } => rt.start(&id)?,
         Verb::Run {

@@ -14,13 +14,15 @@
 //! - No pause container: a sandbox's namespaces are created by a thread and pinned with bind
 //!   mounts, so a pod costs one process per container (its shim) and its start path saves
 //!   a container creation.
-//! - Container creation, the only operation that clones, runs in a `berth runtime create`
-//!   subprocess (single-threaded, DESIGN §5); start, signals, state, stats, delete and exec
+//! - Container creation, the only operation that clones, runs in single-threaded helper
+//!   processes (`berth runtime serve-creates`, DESIGN §5), a few kept while containers are
+//!   being created ([`creators`], ADR 0013); start, signals, state, stats, delete and exec
 //!   (whose child never allocates) run in this process on blocking threads.
 //! - Everything needed to answer `snapshot()` is on disk (sandbox records and the OCI
 //!   annotations of each container), so a restarted agent adopts running pods as they are.
 
 mod container;
+mod creators;
 mod exec;
 mod images;
 mod netns;
@@ -56,7 +58,7 @@ pub struct OciRuntimeConfig {
     pub root: PathBuf,
     /// The node's image store.
     pub images: PathBuf,
-    /// The `berth` executable whose `runtime create` makes containers.
+    /// The `berth` executable whose `runtime serve-creates` makes containers.
     pub berth_binary: PathBuf,
     /// Registry for unqualified image names.
     pub default_registry: Option<String>,
@@ -73,6 +75,7 @@ pub struct OciContainerRuntime {
     runtime: Runtime,
     images: Images,
     network: Arc<dyn PodNetwork>,
+    creators: creators::Creators,
     /// Which sandboxes and containers exist (loaded from disk on first use).
     index: Mutex<Option<Index>>,
 }
@@ -125,8 +128,10 @@ impl OciContainerRuntime {
         }
         let store = ImageStore::open(&cfg.images)
             .map_err(|e| internal(&format!("image store {}", cfg.images.display()), e))?;
+        let runtime = Runtime::new(cfg.root.join("runtime"), CgroupMode::Auto);
         Ok(OciContainerRuntime {
-            runtime: Runtime::new(cfg.root.join("runtime"), CgroupMode::Auto),
+            creators: creators::Creators::new(&cfg.berth_binary, runtime.root()),
+            runtime,
             images: Images::new(store, cfg.default_registry.clone(), cfg.endpoint.clone()),
             network,
             index: Mutex::new(None),
@@ -536,32 +541,17 @@ impl ContainerRuntime for OciContainerRuntime {
             let _ = blocking(move || cd.remove()).await;
             return Err(e);
         }
-        // The clone happens in a single-threaded subprocess.
-        let out = tokio::process::Command::new(&self.cfg.berth_binary)
-            .arg("runtime")
-            .arg("--root")
-            .arg(self.runtime.root())
-            .arg("create")
-            .arg("--bundle")
-            .arg(&cd.dir)
-            .arg("--container-log")
-            .arg(&log_path)
-            .arg("--container-log-max-size")
-            .arg(self.cfg.log_max_size.to_string())
-            .arg("--container-log-max-files")
-            .arg(self.cfg.log_max_files.to_string())
-            .arg(&id)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .output()
-            .await;
-        let failure = match out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-            Err(e) => Some(format!("running {}: {e}", self.cfg.berth_binary.display())),
+        // The clone happens in a single-threaded helper process.
+        let req = berth_runtime::CreateRequest {
+            id: id.clone(),
+            bundle: cd.dir.clone(),
+            log: berth_runtime::LogConfig {
+                path: log_path.clone(),
+                max_size: self.cfg.log_max_size,
+                max_files: self.cfg.log_max_files,
+            },
         };
+        let failure = self.creators.create(&req).await.err();
         if let Some(msg) = failure {
             let _ = blocking(move || cd.remove()).await;
             return Err(CriError::Internal {

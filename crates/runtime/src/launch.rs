@@ -28,7 +28,7 @@ pub enum Stdio {
 }
 
 /// A CRI log file and its rotation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LogConfig {
     pub path: PathBuf,
     /// Rotate when the file would grow beyond this many bytes (0: never).
@@ -399,11 +399,26 @@ pub(crate) fn spawn_with_shim(p: &mut Prepared, shim: &ShimSpec) -> Result<i32> 
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let cg = p.plan.cgroup_dir.as_ref().map(|f| f.as_raw_fd());
     let st = w.as_raw_fd();
+    let mut keep: Vec<RawFd> = [Some(st), out_r, err_r]
+        .into_iter()
+        .flatten()
+        .chain(
+            logs.iter()
+                .flat_map(|((_, ow), (_, ew))| [ow.as_raw_fd(), ew.as_raw_fd()]),
+        )
+        .chain([shim.image.as_raw_fd(), shim.devnull.as_raw_fd()])
+        .chain(plan_fds(&p.plan))
+        .chain(p.pid_ns.as_ref().map(|f| f.as_raw_fd()))
+        .collect();
+    keep.sort_unstable();
 
     match init::clone_into(0, None) {
         Ok(0) => {
-            // The middle process: fork the future shim and exit, so the shim is nobody's
-            // child but init's (or a subreaper's) and outlives the caller.
+            // The middle process: drop every descriptor of the caller it does not pass on (a
+            // container waiting for `start` must not hold its creator's pipes or sockets),
+            // fork the future shim and exit, so the shim is nobody's child but init's (or a
+            // subreaper's) and outlives the caller.
+            close_all_but(&keep);
             match init::clone_into(0, None) {
                 Ok(0) => {}
                 Ok(_) => unsafe_exit(0),
@@ -503,6 +518,38 @@ pub(crate) fn spawn_with_shim(p: &mut Prepared, shim: &ShimSpec) -> Result<i32> 
             std::io::Error::from_raw_os_error(e),
         )),
     }
+}
+
+/// The descriptors an init plan hands to the init.
+fn plan_fds(plan: &InitPlan) -> impl Iterator<Item = RawFd> + '_ {
+    let start = match &plan.start {
+        StartMode::Fifo(fd) => Some(fd.as_raw_fd()),
+        StartMode::Immediate => None,
+    };
+    plan.join
+        .iter()
+        .map(|(fd, _)| fd.as_raw_fd())
+        .chain(plan.cgroup_tasks.iter().map(AsRawFd::as_raw_fd))
+        .chain(plan.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd))
+        .chain(plan.console.as_ref().map(AsRawFd::as_raw_fd))
+        .chain(start)
+}
+
+/// Closes every descriptor above 2 except those in `keep` (sorted). Async-signal-safe: for a
+/// forked child of a multi-threaded caller.
+fn close_all_but(keep: &[RawFd]) {
+    let close_range = |lo: RawFd, hi: u32| {
+        // SAFETY: close_range only closes descriptors of this (forked) process.
+        unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) };
+    };
+    let mut lo: RawFd = 3;
+    for &fd in keep {
+        if fd > lo {
+            close_range(lo, (fd - 1) as u32);
+        }
+        lo = lo.max(fd + 1);
+    }
+    close_range(lo, u32::MAX);
 }
 
 fn unsafe_exit(code: i32) -> ! {

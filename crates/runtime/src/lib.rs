@@ -20,13 +20,16 @@
 //!   allocator): the process that cloned the container execs it, so it stays the container's
 //!   parent with an RSS of well under 1 MB.
 //! - Container-creating calls ([`Runtime::create`], [`Runtime::run`]) fork and are meant for
-//!   single-threaded processes (the `berth runtime` and `berth shim` subcommands); the node
-//!   agent runs them through the CLI, never from an async worker.
+//!   single-threaded processes (the `berth runtime` subcommands): forking a large
+//!   multi-threaded process copies and write-protects its whole heap. The node agent sends its
+//!   creates to long-lived helpers ([`serve_creates`], ADR 0013). The first forked child
+//!   closes every descriptor of the caller it does not pass on.
 
 mod caps;
 mod cgroups;
 mod console;
 mod container;
+mod create_server;
 mod error;
 mod exec;
 mod init;
@@ -42,6 +45,7 @@ mod state;
 pub use cgroups::{CgroupMode, CpuStats, MemoryStats, PidsStats, Stats};
 pub use console::{recv_fd, resize};
 pub use container::{CreateOptions, Runtime};
+pub use create_server::{CreateReply, CreateRequest, serve as serve_creates};
 pub use error::{Result, RuntimeError};
 pub use exec::{ExecOptions, ExecProcess, ExecStdio};
 pub use launch::{LogConfig, Stdio};
