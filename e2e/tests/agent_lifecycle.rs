@@ -184,6 +184,7 @@ spec:
     - {name: sec, mountPath: /etc/sec}
     - {name: info, mountPath: /etc/info}
     - {name: mem, mountPath: /scratch}
+    - {name: token, mountPath: /var/run/secrets/tokens}
     lifecycle:
       preStop:
         exec: {command: ["sh", "-c", "echo stopping > /work/prestop"]}
@@ -197,6 +198,11 @@ spec:
       - {path: labels, fieldRef: {fieldPath: metadata.labels}}
       - {path: name, fieldRef: {fieldPath: metadata.name}}
   - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+  - name: token
+    projected:
+      sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3600}
+      - configMap: {name: settings, items: [{key: greeting, path: greeting}]}
 "#
         .replace("WORKDIR", tmp.path().join("work").to_str().unwrap())
         .as_str(),
@@ -252,6 +258,24 @@ spec:
     assert_eq!(mode.trim(), "400");
     let df = n.ok(&["exec", "configured", "--", "df", "-k", "/scratch"]);
     assert!(df.contains("tmpfs") && df.contains("8192"), "{df}");
+    // Secrets, the downward API and projected volumes (here a service account token and a
+    // configMap key) are in memory, as with kubelet; a configMap volume is on the node's disk.
+    let mounts = n.ok(&["exec", "configured", "--", "cat", "/proc/mounts"]);
+    let fs_of = |dir: &str| {
+        mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(dir))
+            .and_then(|l| l.split(' ').nth(2))
+            .unwrap_or("(not mounted)")
+            .to_string()
+    };
+    assert_eq!(fs_of("/etc/sec"), "tmpfs", "{mounts}");
+    assert_eq!(fs_of("/etc/info"), "tmpfs", "{mounts}");
+    assert_eq!(fs_of("/var/run/secrets/tokens"), "tmpfs", "{mounts}");
+    let token = cat("/var/run/secrets/tokens/token");
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    assert_eq!(cat("/var/run/secrets/tokens/greeting"), "hello");
+    assert_ne!(fs_of("/etc/cfg"), "tmpfs", "{mounts}");
     let ro = n.kubectl(&[
         "exec",
         "configured",

@@ -1,7 +1,7 @@
 //! Pod volumes on the node, under `<agent>/pods/<uid>/volumes/<plugin>/<name>`:
 //! emptyDir (a directory, or tmpfs for `medium: Memory`, sized by `sizeLimit`), configMap,
-//! secret (on tmpfs), downwardAPI and projected (configMap, secret, downwardAPI and
-//! serviceAccountToken sources) written atomically and refreshed in place when their sources
+//! secret, downwardAPI and projected (configMap, secret, downwardAPI and serviceAccountToken
+//! sources; these three on tmpfs, as with kubelet) written atomically and refreshed in place when their sources
 //! change, hostPath (with its type checks) and persistentVolumeClaim (the bound volume's
 //! local or hostPath directory). Containers get bind mounts of these directories.
 
@@ -572,7 +572,9 @@ pub async fn setup(
             .await
             .map_err(err)?
             .unwrap_or_default();
-        if secret {
+        // As kubelet does: secrets, projected volumes (service account tokens) and the
+        // downward API live in memory, never on the node's disk.
+        if secret || v.projected.is_some() || v.downward_api.is_some() {
             mount_tmpfs(&dir, None).map_err(err)?;
         }
         atomic_dir::write(&dir, &payload).map_err(err)?;
