@@ -33,6 +33,9 @@ struct Opts {
     /// Seconds to keep the idle agent running after its RSS is read (its pid printed), for
     /// inspecting it (`/proc/PID/smaps`, `pagemap`) from another shell.
     hold: u64,
+    /// Record the whole machine with `perf record -a -g` into this file during the first
+    /// pods burst (from the first POST to the last pod seen Running).
+    perf: Option<PathBuf>,
 }
 
 fn parse_opts() -> anyhow::Result<Opts> {
@@ -42,6 +45,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
         rounds: 3,
         idle_only: false,
         hold: 0,
+        perf: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -52,8 +56,9 @@ fn parse_opts() -> anyhow::Result<Opts> {
             "--rounds" => o.rounds = val()?.parse().context("--rounds")?,
             "--idle-only" => o.idle_only = true,
             "--hold" => o.hold = val()?.parse().context("--hold")?,
+            "--perf" => o.perf = Some(PathBuf::from(val()?)),
             other => bail!(
-                "unknown option {other} (--berth PATH --pods N --rounds N --idle-only --hold SECS)"
+                "unknown option {other} (--berth PATH --pods N --rounds N --idle-only --hold SECS --perf FILE)"
             ),
         }
     }
@@ -146,6 +151,7 @@ async fn pods_round(
     node: &str,
     n: usize,
     round: usize,
+    perf: Option<&Path>,
 ) -> anyhow::Result<Vec<Duration>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -177,6 +183,7 @@ async fn pods_round(
         }
     });
     ready.notified().await;
+    let recorder = perf.map(record_machine).transpose()?;
     let mut created: HashMap<String, Instant> = HashMap::new();
     let posts = (0..n).map(|i| {
         let api = api.clone();
@@ -207,6 +214,9 @@ async fn pods_round(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watch.abort();
+    if let Some(r) = recorder {
+        stop_recording(r)?;
+    }
     let seen = seen.lock().unwrap();
     Ok(created
         .iter()
@@ -439,7 +449,8 @@ fn main() -> anyhow::Result<()> {
         floor_bundle(&bundle, &rootfs)?;
         let (mut pods_all, mut floor_all, mut busy_rss) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..o.rounds {
-            let p = pods_round(&client, &node, o.pods, round).await?;
+            let perf = o.perf.as_deref().filter(|_| round == 0);
+            let p = pods_round(&client, &node, o.pods, round, perf).await?;
             tokio::time::sleep(Duration::from_secs(3)).await;
             busy_rss.push(rss_kb(agent_pid));
             println!("agent with {} pods: {}", o.pods, rss_split(agent_pid));
@@ -492,6 +503,32 @@ fn main() -> anyhow::Result<()> {
         ps.median / fs.median,
         ps.p99 / fs.p99
     );
+    Ok(())
+}
+
+/// Starts `perf record -a -g` of the whole machine into `out`, once it has begun sampling.
+fn record_machine(out: &Path) -> anyhow::Result<Child> {
+    let child = Command::new("perf")
+        .args(["record", "-a", "-g", "-F", "1999", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("perf record (is perf installed?)")?;
+    // perf writes its header once the sampling events are open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(out).map(|m| m.len()).unwrap_or(0) == 0 {
+        ensure!(Instant::now() < deadline, "perf record did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(child)
+}
+
+/// Stops a recording started by [`record_machine`] the way Ctrl-C does, so it writes its data.
+fn stop_recording(mut child: Child) -> anyhow::Result<()> {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().context("perf record")?;
     Ok(())
 }
 
