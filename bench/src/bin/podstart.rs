@@ -3,8 +3,9 @@
 //! once (concurrent POSTs), each timed from its POST to the watch event that shows it
 //! Running. Against it, the floor of the same burst: the same number of busybox containers
 //! started at once with `berth runtime run --detach` (what a pod start cannot go below), in
-//! alternating rounds. Also the agent process's RSS idle and with the pods running. Everything
-//! runs in a network namespace of the benchmark's own (see `own_network_namespace`).
+//! alternating rounds, after one untimed pod that makes the node unpack the image. Also the
+//! agent process's RSS idle and with the pods running. Everything runs in a network namespace
+//! of the benchmark's own (see `own_network_namespace`).
 //!
 //! ```sh
 //! cargo build --release -p berth -p berth-bench --bin berth --bin podstart
@@ -23,6 +24,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event};
+
+/// The round number in the warm-up pod's name (`bench-999-0`).
+const WARM_UP_ROUND: usize = 999;
 
 struct Opts {
     berth: PathBuf,
@@ -444,6 +448,11 @@ fn main() -> anyhow::Result<()> {
             println!("agent RSS: idle {:.1} MB", idle_rss as f64 / 1024.0);
             return anyhow::Ok(None);
         }
+        // One pod first, not timed: the node unpacks an imported image's layers on its first
+        // use, and "image present" means ready to run, as after a pull by containerd.
+        let warm = pods_round(&client, &node, 1, WARM_UP_ROUND, None).await?;
+        println!("warm-up pod running after {} ms", warm[0].as_millis());
+        clear_pods(&client, &o.berth, &agent_data).await?;
         let floor_root = tmp.path().join("floor-state");
         let bundle = tmp.path().join("floor-bundle");
         floor_bundle(&bundle, &rootfs)?;
