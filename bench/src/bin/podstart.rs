@@ -373,7 +373,10 @@ fn main() -> anyhow::Result<()> {
                 "--disable",
                 "registry",
             ])
-            .env("BERTH_LOG", "warn")
+            .env(
+                "BERTH_LOG",
+                std::env::var("PODSTART_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(tmp.path().join("server.log"))?)
             .spawn()?,
@@ -484,6 +487,9 @@ fn main() -> anyhow::Result<()> {
     drop(server);
     if keep_log {
         let _ = std::fs::copy(tmp.path().join("agent.log"), "/tmp/podstart-agent.log");
+    }
+    if std::env::var_os("PODSTART_SERVER_LOG").is_some() {
+        let _ = std::fs::copy(tmp.path().join("server.log"), "/tmp/podstart-server.log");
     }
     remove_node_cgroups(&node);
     let Some((pods_all, floor_all, idle_rss, busy_rss)) = result? else {
