@@ -210,6 +210,32 @@ spec:
     let p = wait_pod(&n, "configured", "Running", |p| {
         phase(p) == "Running" && ready(p)
     });
+    // The node's container-creating helpers (kept for a while after use) are killed: the next
+    // container is created by a new one, without a failed attempt.
+    let helpers = pids_with(&format!(
+        "{} serve-creates",
+        n.data_dir().join("agent/cri/runtime").display()
+    ));
+    assert!(!helpers.is_empty(), "no runtime helper is running");
+    for pid in &helpers {
+        // SAFETY: SIGKILL to a helper process of this test's node.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    apply(
+        &n,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: after-helpers}
+spec:
+  containers:
+  - {name: c, image: tools:1, command: ["sleep", "3600"]}
+"#,
+    );
+    wait_pod(&n, "after-helpers", "Running", |p| phase(p) == "Running");
+    let ev = events(&n, "after-helpers");
+    assert!(!ev.contains("Failed"), "{ev}");
+    n.ok(&["delete", "pod", "after-helpers", "--wait=true"]);
     // Init containers ran first, in order, and completed.
     let inits = p["status"]["initContainerStatuses"]
         .as_array()

@@ -58,10 +58,15 @@ impl Helper {
         })
     }
 
-    async fn call(&mut self, req: &CreateRequest) -> std::io::Result<CreateReply> {
+    /// Sends the request; an error here means the helper never got it (it is gone).
+    async fn send(&mut self, req: &CreateRequest) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.stdin.write_all(&line).await?;
+        self.stdin.flush().await
+    }
+
+    async fn reply(&mut self) -> std::io::Result<CreateReply> {
         let mut reply = String::new();
         if self.stdout.read_line(&mut reply).await? == 0 {
             return Err(std::io::Error::new(
@@ -90,20 +95,32 @@ impl Creators {
             .acquire()
             .await
             .map_err(|_| "the runtime helpers are shut down".to_string())?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut helper = match idle {
-            Some(h) => h,
-            None => Helper::spawn(&self.binary, &self.root).map_err(|e| {
+        let spawn = || {
+            Helper::spawn(&self.binary, &self.root).map_err(|e| {
                 format!(
                     "starting {} runtime serve-creates: {e}",
                     self.binary.display()
                 )
-            })?,
+            })
         };
-        // A helper whose call fails (it died, or this future was dropped mid-call) is not
-        // reused: dropping it closes its stdin, and it exits after its current request.
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut helper = match idle {
+            Some(h) => h,
+            None => spawn()?,
+        };
+        // An idle helper that is gone (killed) cannot have received the request: a new one
+        // gets it. A helper whose call fails later (it died mid-create, or this future was
+        // dropped) is not reused: dropping it closes its stdin, and it exits after its
+        // current request.
+        if helper.send(req).await.is_err() {
+            helper = spawn()?;
+            helper
+                .send(req)
+                .await
+                .map_err(|e| format!("runtime helper: {e}"))?;
+        }
         let reply = helper
-            .call(req)
+            .reply()
             .await
             .map_err(|e| format!("runtime helper: {e}"))?;
         helper.last_used = Instant::now();
