@@ -7,7 +7,8 @@ set -euo pipefail
 # Usage: install-deps.sh [build|all]   (default: all)
 #   build: what compiling berth needs; all: also every tool the test suite and benchmarks drive.
 MODE="${1:-all}"
-BUILD_PKGS=(protobuf-compiler libprotobuf-dev libseccomp-dev pkg-config gcc)
+# binutils: nm and c++filt for the release link's function order (crates/berth/link-order.sh).
+BUILD_PKGS=(protobuf-compiler libprotobuf-dev libseccomp-dev pkg-config gcc binutils)
 TEST_PKGS=(
   busybox-static runc crun skopeo umoci docker-registry etcd-server etcd-client
   nftables iproute2 hyperfine wrk conmon podman buildah util-linux procps curl openssl tar nginx
