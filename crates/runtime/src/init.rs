@@ -548,11 +548,18 @@ pub(crate) fn exec_process(p: &ProcessPlan, exe: usize, st: RawFd) -> ! {
             Step::Caps,
             caps::drop_bounding(p.caps.bounding, p.last_cap),
         );
+        // The system calls themselves, not glibc's wrappers: in a process cloned from a
+        // multi-threaded one (the node agent's exec) glibc still lists the parent's threads,
+        // and its set*id wrappers wait for those to change their ids too (`__nptl_setxid`):
+        // for ever, if one was being created at the clone. This process has one thread.
         let g = &p.identity.groups;
-        check(st, Step::Groups, sys(libc::setgroups(g.len(), g.as_ptr())));
+        let setgroups = libc::syscall(libc::SYS_setgroups, g.len(), g.as_ptr());
+        check(st, Step::Groups, sys(setgroups as libc::c_int));
         let (uid, gid) = (p.identity.uid, p.identity.gid);
-        check(st, Step::Gid, sys(libc::setresgid(gid, gid, gid)));
-        check(st, Step::Uid, sys(libc::setresuid(uid, uid, uid)));
+        let setresgid = libc::syscall(libc::SYS_setresgid, gid, gid, gid);
+        check(st, Step::Gid, sys(setresgid as libc::c_int));
+        let setresuid = libc::syscall(libc::SYS_setresuid, uid, uid, uid);
+        check(st, Step::Uid, sys(setresuid as libc::c_int));
     }
     check(st, Step::Caps, caps::apply_sets(&p.caps));
     if p.no_new_privs {
