@@ -212,10 +212,11 @@ spec:
     });
     // The node's container-creating helpers (kept for a while after use) are killed: the next
     // container is created by a new one, without a failed attempt.
-    let helpers = pids_with(&format!(
+    let helpers_of_node = format!(
         "{} serve-creates",
         n.data_dir().join("agent/cri/runtime").display()
-    ));
+    );
+    let helpers = pids_with(&helpers_of_node);
     assert!(!helpers.is_empty(), "no runtime helper is running");
     for pid in &helpers {
         // SAFETY: SIGKILL to a helper process of this test's node.
@@ -359,6 +360,10 @@ spec:
     n.ok(&["delete", "pod", "configured", "--wait=true"]);
     let prestop = std::fs::read_to_string(tmp.path().join("work/prestop")).unwrap_or_default();
     assert_eq!(prestop, "stopping\n");
+    // With nothing left to create, the node's runtime helpers exit (after 30 s unused).
+    wait_until("the unused runtime helpers to exit", WAIT, || {
+        pids_with(&helpers_of_node).is_empty().then_some(())
+    });
 }
 
 /// The pod cgroup directories of a node (`/berth/<node>/kubepods/**/pod<uid>`), any hierarchy.

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ pub(crate) struct Creators {
     root: PathBuf,
     slots: Arc<Semaphore>,
     idle: Arc<Mutex<Vec<Helper>>>,
+    /// Whether a task closing unused helpers is running (at most one).
+    reaping: Arc<AtomicBool>,
 }
 
 struct Helper {
@@ -85,6 +88,7 @@ impl Creators {
             root: root.to_path_buf(),
             slots: Arc::new(Semaphore::new(MAX_HELPERS)),
             idle: Arc::default(),
+            reaping: Arc::default(),
         }
     }
 
@@ -135,15 +139,24 @@ impl Creators {
         }
     }
 
-    /// After [`IDLE_EXIT`], closes the helpers not used since.
+    /// Starts the one task that, every [`IDLE_EXIT`], closes the helpers not used since; it
+    /// ends when none is left idle (a helper back in the pool starts it again).
     fn close_when_idle(&self) {
-        let idle = Arc::downgrade(&self.idle);
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (idle, reaping) = (Arc::downgrade(&self.idle), self.reaping.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_EXIT).await;
-            if let Some(idle) = idle.upgrade() {
-                idle.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|h| h.last_used.elapsed() < IDLE_EXIT);
+            loop {
+                tokio::time::sleep(IDLE_EXIT).await;
+                let Some(idle) = idle.upgrade() else { return };
+                let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|h| h.last_used.elapsed() < IDLE_EXIT);
+                if idle.is_empty() {
+                    // Under the pool's lock: a helper returned after this starts a new task.
+                    reaping.store(false, Ordering::Release);
+                    return;
+                }
             }
         });
     }

@@ -53,7 +53,6 @@ pub struct Cgroup {
     pub dirs: Vec<CgroupDir>,
 }
 
-#[derive(Clone)]
 struct Hierarchy {
     controllers: Vec<String>,
     mountpoint: PathBuf,
@@ -62,14 +61,14 @@ struct Hierarchy {
 /// The cgroup hierarchies (v1) and the unified mount point, read once per process: cgroup
 /// file systems are mounted at boot, while `/proc/self/mountinfo` grows with every container
 /// (reading and parsing it was 6.6 % of the CPU of a 100-pod burst on one node).
-fn mounts() -> Result<(Vec<Hierarchy>, Option<PathBuf>)> {
+fn mounts() -> Result<&'static (Vec<Hierarchy>, Option<PathBuf>)> {
     static FOUND: std::sync::OnceLock<(Vec<Hierarchy>, Option<PathBuf>)> =
         std::sync::OnceLock::new();
     if let Some(m) = FOUND.get() {
-        return Ok(m.clone());
+        return Ok(m);
     }
     let m = read_mounts()?;
-    Ok(FOUND.get_or_init(|| m).clone())
+    Ok(FOUND.get_or_init(|| m))
 }
 
 fn read_mounts() -> Result<(Vec<Hierarchy>, Option<PathBuf>)> {
@@ -151,7 +150,7 @@ pub fn resolve(mode: CgroupMode, cgroups_path: &str, cpuset: bool) -> Result<Cgr
         CgroupMode::Auto => v1.is_empty() && unified.is_some(),
     };
     if use_v2 {
-        let root = unified.ok_or_else(|| {
+        let root = unified.as_ref().ok_or_else(|| {
             RuntimeError::cgroup("/sys/fs/cgroup", "no cgroup v2 hierarchy is mounted")
         })?;
         let path = absolute(cgroups_path, "");
@@ -159,7 +158,7 @@ pub fn resolve(mode: CgroupMode, cgroups_path: &str, cpuset: bool) -> Result<Cgr
             version: 2,
             dirs: vec![CgroupDir {
                 controllers: vec![],
-                dir: join(&root, &path),
+                dir: join(root, &path),
             }],
             path,
         });
@@ -172,7 +171,7 @@ pub fn resolve(mode: CgroupMode, cgroups_path: &str, cpuset: bool) -> Result<Cgr
     }
     let path = absolute(cgroups_path, "memory");
     let dirs = v1
-        .into_iter()
+        .iter()
         .filter(|h| {
             h.controllers
                 .iter()
@@ -186,7 +185,7 @@ pub fn resolve(mode: CgroupMode, cgroups_path: &str, cpuset: bool) -> Result<Cgr
             };
             CgroupDir {
                 dir: join(&h.mountpoint, &p),
-                controllers: h.controllers,
+                controllers: h.controllers.clone(),
             }
         })
         .collect();
